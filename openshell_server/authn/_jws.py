@@ -121,7 +121,6 @@ def parse_token(token: str) -> ParsedToken:
     header_b64, payload_b64, signature_b64 = parts
     header = _json_object(_b64decode(header_b64))
     claims = _json_object(_b64decode(payload_b64))
-    signature = _b64decode(signature_b64)
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise AuthenticationError("token header has no algorithm")
@@ -133,6 +132,7 @@ def parse_token(token: str) -> ParsedToken:
     if "crit" in header:
         # No critical header extension is understood, so RFC 7515 says: reject.
         raise AuthenticationError("token uses an unsupported critical header")
+    signature = _b64decode(signature_b64)
     return ParsedToken(
         header=header,
         claims=claims,
@@ -172,7 +172,10 @@ def _numeric(claims: Mapping[str, Any], name: str, *, required: bool) -> float |
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthenticationError(f"token claim {name!r} is not a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer beyond any float
+        raise AuthenticationError(f"token claim {name!r} is out of range") from None
 
 
 def check_times(claims: Mapping[str, Any], now: float, leeway_s: float) -> float:

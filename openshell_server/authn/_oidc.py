@@ -32,7 +32,6 @@ from ._jws import (
     ParsedToken,
     check_audience,
     check_times,
-    key_matches_alg,
     parse_token,
     require_str,
     verify_signature,
@@ -80,7 +79,9 @@ class OidcIssuer:
                 f"{', '.join(sorted(ASYMMETRIC_ALGORITHMS))} (got {', '.join(map(str, bad)) or 'none'})"
             )
         object.__setattr__(self, "algorithms", algorithms)
-        if isinstance(self.leeway_s, bool) or not 0 <= self.leeway_s <= 300:
+        if isinstance(self.leeway_s, bool) or not isinstance(self.leeway_s, int | float) or not (
+            0 <= self.leeway_s <= 300
+        ):
             raise ValueError(f"OIDC issuer {self.issuer!r}: 'leeway_s' must be between 0 and 300")
 
     @classmethod
@@ -120,7 +121,7 @@ def http_get(url: str, timeout_s: float) -> bytes:
     request = urllib.request.Request(
         url, headers={"Accept": "application/json", "User-Agent": "openshell-gateway"}
     )
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 (scheme checked)
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
         body = response.read(MAX_JWKS_BYTES + 1)
     if len(body) > MAX_JWKS_BYTES:
         raise ValueError(f"JWKS document is larger than {MAX_JWKS_BYTES} bytes")
@@ -215,12 +216,11 @@ class OidcVerifier:
 
     def prefetch(self) -> dict[str, str]:
         """Fetch every issuer's JWKS now (at start-up); return ``{issuer: error}`` for failures."""
-        errors: dict[str, str] = {}
-        for name, state in self._states.items():
-            self._refresh(state)
-            if state.snapshot is None:
-                errors[name] = "JWKS could not be fetched"
-        return errors
+        return {
+            name: "JWKS could not be fetched"
+            for name, state in self._states.items()
+            if not self._refresh(state, force=True)
+        }
 
     def verify(self, token: str) -> Identity:
         """Verify ``token`` or raise :class:`AuthenticationError`."""
@@ -296,12 +296,16 @@ class OidcVerifier:
 
         threading.Thread(target=run, name="oidc-jwks-refresh", daemon=True).start()
 
-    def _refresh(self, state: _IssuerState) -> None:
-        """Fetch the issuer's JWKS unless one was attempted within the rate limit."""
+    def _refresh(self, state: _IssuerState, *, force: bool = False) -> bool | None:
+        """Fetch the issuer's JWKS unless one was attempted within the rate limit.
+
+        Returns True on success, False on failure, None when skipped by the rate limit.
+        """
         with state.fetch_lock:
             now = self._clock()
-            if state.last_attempt is not None and now - state.last_attempt < self._min_refetch_s:
-                return
+            recent = state.last_attempt is not None and now - state.last_attempt < self._min_refetch_s
+            if recent and not force:
+                return None
             state.last_attempt = now
             url = state.config.jwks_url
             try:
@@ -310,9 +314,10 @@ class OidcVerifier:
                 _log.warning(
                     "OIDC issuer %s: JWKS fetch from %s failed: %s", state.config.issuer, url, exc
                 )
-                return
+                return False
             if not keys:
                 _log.warning("OIDC issuer %s: JWKS at %s has no usable keys", state.config.issuer, url)
             state.snapshot = _KeySnapshot(by_kid=by_kid, all_keys=keys, fetched_at=now)
+            return True
 
 

@@ -257,7 +257,8 @@ class LocalDriver:
         args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/run"]
         # After the host binds: an empty tmpfs over the data directory hides the store, keys,
         # audit log and every other sandbox.
-        args += ["--tmpfs", str(self._data_dir)]
+        # Read-only too, so nothing written there can be mistaken for having reached the host.
+        args += ["--tmpfs", str(self._data_dir), "--remount-ro", str(self._data_dir)]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not network_allowed:
             args.append("--unshare-net")

@@ -13,6 +13,7 @@ from typing import Any
 from openshell_authz.models import NamespacePhase, QuotaMode
 
 __all__ = [
+    "UNLIMITED",
     "CreateSandboxResult",
     "GatewayConfig",
     "LogLine",
@@ -22,6 +23,7 @@ __all__ = [
     "ProviderRecord",
     "QuotaLimits",
     "QuotaMode",
+    "QuotaUsage",
     "QuotaViolation",
     "SandboxPage",
     "SandboxRecord",
@@ -54,6 +56,10 @@ class QuotaLimits:
             tighter(self.max_gpus, ceiling.max_gpus),
             tighter(self.max_sandbox_lifetime_seconds, ceiling.max_sandbox_lifetime_seconds),
         )
+
+
+UNLIMITED = QuotaLimits()
+"""Every limit 0: the default limits and ceiling of a new namespace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +144,14 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """What a namespace currently uses of its quota."""
+
+    sandboxes: int
+    gpus: int
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaViolation:
     """One limit a soft-mode create went past (for the "quota exceeded" audit event)."""
 
@@ -169,4 +183,3 @@ class LogLine:
     seq: int
     at: datetime
     line: str
-

@@ -6,7 +6,7 @@ compares the migrated database against this metadata so the two cannot drift.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 
+_ZERO = timedelta(0)
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC text)."""
 
@@ -47,7 +50,10 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        # PostgreSQL sessions run in UTC (see _engine), so this is a cheap relabel, not a zone conversion.
+        return value.replace(tzinfo=UTC) if value.utcoffset() == _ZERO else value.astimezone(UTC)
 
 
 # JSONB on PostgreSQL (binary, comparable), JSON text elsewhere.
@@ -150,9 +156,7 @@ providers = sa.Table(
 provider_credentials = sa.Table(
     "provider_credentials",
     metadata,
-    sa.Column(
-        "provider_id", sa.String(36), sa.ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("provider_id", sa.String(36), sa.ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("data", JSONDoc, nullable=False),
 )
 

@@ -1,0 +1,68 @@
+"""Gateway configuration, read from ``OPENSHELL_*`` environment variables (pydantic-settings).
+
+Defaults give the embedded single-player gateway: SQLite in the data directory,
+the local driver, the bundled policies, loopback only, no OIDC.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["BUNDLED_POLICY_DIR", "OidcIssuerSettings", "Settings"]
+
+BUNDLED_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+
+class OidcIssuerSettings(BaseModel):
+    issuer: str
+    audience: str
+    jwks_url: str
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENSHELL_", extra="ignore")
+
+    listen: str = Field(default="127.0.0.1:50051", description="host:port of the gRPC listener (port 0 = any)")
+    data_dir: Path = Field(default=Path(".openshell"))
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite file in the data dir")
+    gateway_id: str = Field(default="local")
+    policy_dir: Path = Field(default=BUNDLED_POLICY_DIR)
+    policy_reload_interval: float = Field(default=1.0, description="seconds between policy dir checks; 0 = off")
+    oidc_issuers: list[OidcIssuerSettings] = Field(default_factory=list)
+    oidc_roles_claim: str = "openshell_roles"
+    driver: str = "local"
+    k8s_namespace_mode: str = "managed"
+    audit_log: str = Field(default="", description="audit JSONL path; empty = <data>/audit/audit.jsonl; '-' = stdout")
+    audit_max_bytes: int = 64 * 1024 * 1024
+    metrics_listen: str = ""
+    sa_token_max_ttl_seconds: int = 7 * 24 * 3600
+    sa_token_default_ttl_seconds: int = 3600
+    supervisor_token_ttl_seconds: int = 24 * 3600
+    max_members: int = 1000
+    exec_default_timeout_seconds: int = 60
+    exec_max_timeout_seconds: int = 3600
+    reaper_interval_seconds: float = 5.0
+    allow_insecure_local: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    unix_socket: str = ""
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _gateway_id_is_label(cls, value: str) -> str:
+        from openshell_authz import is_dns1123_label
+
+        if not is_dns1123_label(value, 40):
+            raise ValueError("OPENSHELL_GATEWAY_ID must be a DNS-1123 label of at most 40 characters")
+        return value
+
+    @property
+    def local_mode(self) -> bool:
+        return not self.oidc_issuers
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'openshell.db').resolve()}"

@@ -1,0 +1,1 @@
+"""Conformance suite of the gateway store, run against SQLite and PostgreSQL."""

@@ -124,7 +124,7 @@ within(limit, ceiling) if ceiling != 0 and limit != 0 and limit <= ceiling;
 
 forbidden(actor: ServiceAccountActor, action, r, _c) if not service_account_reaches(actor, action, r);
 service_account_reaches(actor: ServiceAccountActor, _action, r) if ns_of(r, ns) and ns = actor.namespace_id;
-service_account_reaches(_actor: ServiceAccountActor, action, r: Gateway) if self_service(action);
+service_account_reaches(_actor: ServiceAccountActor, action, _r: Gateway) if self_service(action);
 
 forbidden(_a, "AddMember", _r, c) if c.member_kind = "service_account";
 

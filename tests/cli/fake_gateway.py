@@ -73,10 +73,14 @@ def _servicer(fake: FakeGateway) -> openshell_pb2_grpc.OpenShellServicer:
     return type("FakeServicer", (openshell_pb2_grpc.OpenShellServicer,), methods)()
 
 
-def serve(fake: FakeGateway) -> grpc.Server:
-    """Start a server for ``fake`` on a free loopback port (recorded in ``fake.address``)."""
+def serve(fake: FakeGateway, credentials: grpc.ServerCredentials | None = None) -> grpc.Server:
+    """Start a server for ``fake`` on a free loopback port (recorded in ``fake.address``); TLS if given."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     openshell_pb2_grpc.add_OpenShellServicer_to_server(_servicer(fake), server)
-    fake.address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    fake.address = f"127.0.0.1:{port}"
     server.start()
     return server

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,14 @@ import cedarpy
 from openshell_authz._policy_text import split_statements
 from openshell_authz.errors import PolicyLoadError
 
-__all__ = ["CompiledPolicies", "RawDecision", "compile_directory", "compile_sources", "evaluate"]
+__all__ = [
+    "CompiledPolicies",
+    "RawDecision",
+    "compile_directory",
+    "compile_sources",
+    "evaluate",
+    "evaluate_one",
+]
 
 SCHEMA_SUFFIX = ".cedarschema"
 POLICY_SUFFIX = ".cedar"
@@ -45,6 +54,14 @@ class CompiledPolicies:
     # @id -> {"effect", "file", "line", "annotations"}
     policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     positional_ids: Mapping[str, str] = field(default_factory=dict)  # cedar "policyN" -> @id
+    # Hot-path caches (see evaluate): request shapes Cedar's validator accepted, and
+    # parsed entity sets keyed by their JSON text. Both only ever affect speed.
+    _validated: set[tuple[Any, ...]] = field(default_factory=set, repr=False, compare=False)
+    _entities: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # The schema's action hierarchy (action groups) as pre-parsed entities: evaluation
+    # without the schema still needs to know that CreateSandbox is in Creates.
+    action_entities: Any = None
 
 
 def compile_directory(directory: Path | str) -> CompiledPolicies:
@@ -76,6 +93,10 @@ def compile_sources(schema_source: tuple[str, str], files: Sequence[tuple[str, s
     except ValueError as exc:
         raise PolicyLoadError(f"schema does not parse: {exc}", file=schema_name) from exc
     actions = frozenset(_schema_actions(schema_text))
+    try:
+        action_entities = cedarpy.Entities.from_json_str(json.dumps(_action_entities(schema_text)), schema)
+    except ValueError as exc:
+        raise PolicyLoadError(f"cannot build the action hierarchy: {exc}", file=schema_name) from exc
     if not files:
         raise PolicyLoadError("no .cedar policy files found", file=schema_name)
 
@@ -112,6 +133,7 @@ def compile_sources(schema_source: tuple[str, str], files: Sequence[tuple[str, s
         actions=actions,
         policies=MappingProxyType(frozen),
         positional_ids=MappingProxyType(positional_ids),
+        action_entities=action_entities,
     )
 
 
@@ -152,21 +174,119 @@ def _schema_actions(schema_text: str) -> list[str]:
     return names
 
 
+ENTITY_CACHE_SIZE = 4096
+
+
+def _shape(value: Any) -> Any:
+    """The type structure of a context value (what Cedar's request validation depends on)."""
+    if isinstance(value, Mapping):
+        if "__entity" in value:
+            return ("entity", value["__entity"].get("type"))
+        return tuple(sorted((k, _shape(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return ("set", tuple(sorted({repr(_shape(v)) for v in value})))
+    return type(value).__name__
+
+
+def _signature(request: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        request["action"]["id"],
+        request["principal"]["type"],
+        request["resource"]["type"],
+        _shape(request.get("context") or {}),
+    )
+
+
+def _entities_handle(compiled: CompiledPolicies, entities_json: str) -> Any:
+    cache = compiled._entities
+    handle = cache.get(entities_json)  # a plain dict read is atomic; LRU order is best effort
+    if handle is not None:
+        return handle
+    handle = compiled.action_entities.with_added_json_str(entities_json)
+    with compiled._lock:
+        cache[entities_json] = handle
+        if len(cache) > ENTITY_CACHE_SIZE:
+            cache.popitem(last=False)
+    return handle
+
+
+def _action_entities(schema_text: str) -> list[dict[str, Any]]:
+    """Every action and action group of the schema with its parent groups, as Cedar entities."""
+    entities: dict[str, list[str]] = {}
+    for stmt in split_statements(schema_text):
+        code = " ".join(" ".join(ln.split("//")[0] for ln in stmt.text.splitlines()).split())
+        if not code.startswith("action "):
+            continue
+        head = code[len("action ") :].split(" appliesTo")[0].rstrip(";").strip()
+        names, _, groups = head.partition(" in ")
+        parents = [g.strip().strip('"') for g in groups.strip().strip("[]").split(",") if g.strip()]
+        for name in (n.strip().strip('"') for n in names.split(",") if n.strip()):
+            entities.setdefault(name, []).extend(parents)
+    for parents in list(entities.values()):
+        for group in parents:
+            entities.setdefault(group, [])
+    return [
+        {"uid": {"type": "Action", "id": name}, "attrs": {}, "parents": [{"type": "Action", "id": p} for p in parents]}
+        for name, parents in entities.items()
+    ]
+
+
 def evaluate(
     compiled: CompiledPolicies, requests: Sequence[Mapping[str, Any]], entities_json: str
 ) -> list[RawDecision]:
-    """Evaluate requests against one entity set. Never raises: failures become errors (deny)."""
+    """Evaluate requests against one entity set. Never raises: failures become errors (deny).
+
+    Every request shape (action, principal type, resource type, context structure) is
+    first evaluated with the schema, so Cedar's request validation refuses what the
+    schema does not allow; once Cedar accepted a shape, later requests of that shape
+    skip re-validation. Parsed entity sets are reused by their exact JSON text.
+    """
     try:
-        results = cedarpy.is_authorized_batch(
-            list(requests), compiled.policy_set, entities_json, schema=compiled.schema
-        )
-    except Exception as exc:
-        return [RawDecision(False, (), (f"evaluation failed: {exc}",)) for _ in requests]
-    out: list[RawDecision] = []
+        entities = _entities_handle(compiled, entities_json)
+    except Exception as exc:  # noqa: BLE001 - unparsable entities deny, reported
+        return [RawDecision(False, (), (f"bad entities: {exc}",)) for _ in requests]
+    signatures = [_signature(r) for r in requests]
+    known = compiled._validated
+    fresh = [i for i, sig in enumerate(signatures) if sig not in known]
+    seen = [i for i, sig in enumerate(signatures) if sig in known]
+    out: list[RawDecision | None] = [None] * len(requests)
+    for indices, schema in ((seen, None), (fresh, compiled.schema)):
+        if not indices:
+            continue
+        try:
+            results = cedarpy.is_authorized_batch([requests[i] for i in indices], compiled.policy_set, entities, schema)
+        except Exception as exc:  # noqa: BLE001 - the engine failing is a denial, reported
+            for i in indices:
+                out[i] = RawDecision(False, (), (f"evaluation failed: {exc}",))
+            continue
+        for i, result in zip(indices, results, strict=True):
+            out[i] = _raw(compiled, result)
+            if schema is not None and not any("failed to build request" in e for e in out[i].errors):
+                known.add(signatures[i])
+    return [r for r in out if r is not None]
+
+
+def evaluate_one(compiled: CompiledPolicies, request: Mapping[str, Any], entities_json: str) -> RawDecision:
+    """:func:`evaluate` for a single request, without the batch bookkeeping (the hot path)."""
+    try:
+        entities = _entities_handle(compiled, entities_json)
+    except Exception as exc:  # noqa: BLE001
+        return RawDecision(False, (), (f"bad entities: {exc}",))
+    signature = _signature(request)
+    validated = signature in compiled._validated
+    try:
+        result = cedarpy.is_authorized(request, compiled.policy_set, entities, None if validated else compiled.schema)
+    except Exception as exc:  # noqa: BLE001
+        return RawDecision(False, (), (f"evaluation failed: {exc}",))
+    raw = _raw(compiled, result)
+    if not validated and not any("failed to build request" in e for e in raw.errors):
+        compiled._validated.add(signature)
+    return raw
+
+
+def _raw(compiled: CompiledPolicies, result: Any) -> RawDecision:
+    diag = result.diagnostics
+    errors = tuple(map(str, diag.errors)) if diag.errors else ()
     ids = compiled.positional_ids
-    for result in results:
-        diag = result.diagnostics
-        errors = tuple(str(e) for e in diag.errors)
-        reasons = tuple(ids.get(r, r) for r in diag.reasons)
-        out.append(RawDecision(result.allowed and not errors, reasons, errors))
-    return out
+    reasons = tuple(ids.get(r, r) for r in diag.reasons)
+    return RawDecision(result.allowed and not errors, reasons, errors)

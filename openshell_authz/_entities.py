@@ -8,8 +8,9 @@ Entity JSON fragments are cached per (frozen, hashable) domain object.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
 
 from openshell_authz.models import (
@@ -71,9 +72,27 @@ def related_objects(obj: Any) -> Iterable[Any]:
             yield obj.sandbox.namespace
 
 
-@lru_cache(maxsize=65536)
+_CACHE_SIZE = 65536
+# Keyed by id(obj) and holding obj itself, so an id cannot be reused while its entry
+# lives; hashing a nested pydantic model costs more than building the fragment.
+_cache: OrderedDict[int, tuple[Any, tuple[str, str]]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
 def _fragment(obj: Any) -> tuple[str, str]:
     """(uid key, JSON text) of one entity; cached because domain objects are frozen."""
+    hit = _cache.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    result = _build_fragment(obj)
+    with _cache_lock:
+        _cache[id(obj)] = (obj, result)
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return result
+
+
+def _build_fragment(obj: Any) -> tuple[str, str]:
     uid = entity_uid(obj)
     attrs: dict[str, Any]
     parents: list[dict[str, str]] = []

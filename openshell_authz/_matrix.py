@@ -151,10 +151,8 @@ _PRINCIPALS: dict[str, Principal] = {
 
 
 def _request(role: str, action: str, scope: str) -> Request:
-    if role == "supervisor":
-        place = _OWN if scope == "own" else _OWN_SIBLING
-    else:
-        place = _OWN if scope == "own" else _OTHER
+    other = _OWN_SIBLING if role == "supervisor" else _OTHER
+    place = _OWN if scope == "own" else other
     kind = _TARGETS.get(action, "gateway")
     resource: Resource = {
         "gateway": Gateway(),

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openshell_authz.authorizer import LIST_ACTIONS, Authorizer, Request, Response
 from openshell_authz.context import AttachContext, Context, ListContext, MemberContext, UpdateNamespaceContext
-from openshell_authz.errors import AuthzError
+from openshell_authz.errors import AuthzError, PolicyTestFailure
 from openshell_authz.models import (
     DEFAULT_NAMESPACE,
     Gateway,
@@ -304,6 +304,15 @@ class TestReport:
     @property
     def ok(self) -> bool:
         return not self.failures and not self.file_errors
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`PolicyTestFailure` (one line, naming the first problem) unless ``ok``."""
+        if self.ok:
+            return
+        first = self.file_errors[0] if self.file_errors else self.failures[0].describe()
+        raise PolicyTestFailure(
+            f"{self.failed} policy test(s) failed, {len(self.file_errors)} bad test file(s); first: {first}"
+        )
 
 
 @dataclass(frozen=True)

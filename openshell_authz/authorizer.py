@@ -109,7 +109,22 @@ class Authorizer:
 
     # ------------------------------------------------------------------ decisions
     def check(self, request: Request) -> Response:
-        return self.check_batch([request])[0]
+        h = self._compiled.hash
+        if request.action not in self._compiled.actions:
+            return Response(Decision.DENY, errors=(f"unknown action {request.action!r}",), policy_hash=h)
+        try:
+            context, context_objects = _context(request.context)
+            cedar_request = {
+                "principal": entity_uid(request.principal),
+                "action": {"type": "Action", "id": request.action},
+                "resource": entity_uid(request.resource),
+                "context": context,
+            }
+            ents = entities_json((request.principal, request.resource, *context_objects))
+        except (TypeError, ValueError) as exc:
+            return Response(Decision.DENY, errors=(f"bad request: {exc}",), policy_hash=h)
+        raw = _engine.evaluate_one(self._compiled, cedar_request, ents)
+        return Response(Decision.ALLOW if raw.allowed else Decision.DENY, raw.reasons, raw.errors, h)
 
     def check_batch(self, requests: Sequence[Request]) -> list[Response]:
         """Decide many requests with one engine call (list RPCs, matrices)."""
@@ -209,8 +224,6 @@ def _context(context: Context | Mapping[str, Any] | None) -> tuple[dict[str, Any
     if isinstance(context, Mapping):
         return dict(context), ()
     return context.cedar(), context.entities()
-
-
 
 
 _PRINCIPAL = TypeAdapter(Principal)

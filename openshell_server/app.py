@@ -16,10 +16,12 @@ from openshell_authz import request_to_dict
 from openshell_server import store as st
 from openshell_server.audit import AuditQuery, AuditRecord, open_sink, query_events
 from openshell_server.authn import Authenticator, OidcIssuer, OidcVerifier, SigningKeys, TokenCache, TokenMinter
+from openshell_server.background import Background
 from openshell_server.drivers import get_driver
 from openshell_server.metrics import Metrics
 from openshell_server.policies import PolicyHolder
 from openshell_server.settings import Settings
+from openshell_server.transport import CallerIdentification
 
 if TYPE_CHECKING:
     from openshell_server.interceptor import Call
@@ -50,11 +52,13 @@ class Gateway:
                 settings.oidc_roles_claim,
             )
         self.authenticator = Authenticator(oidc, self.minter, cache=TokenCache())
+        self.transport = CallerIdentification(settings, self.authenticator)  # token, client cert or local
         driver_config: dict[str, Any] = {"data_dir": data}
         if settings.driver == "kubernetes":
             driver_config = {"gateway_id": settings.gateway_id, "mode": settings.k8s_namespace_mode}
         self.driver = get_driver(settings.driver, **driver_config)
         self.audit = open_sink(settings.audit_log, data, max_bytes=settings.audit_max_bytes)
+        self.background = Background(self)
         self._audit_path = None if settings.audit_log == "-" else (
             Path(settings.audit_log).expanduser() if settings.audit_log else data / "audit" / "audit.jsonl"
         )
@@ -119,6 +123,7 @@ class Gateway:
         return [json.dumps(e, separators=(",", ":")) for e in events], token
 
     def close(self) -> None:
+        self.background.stop()
         self.policies.stop()
         self.audit.close()
         self.store.close()

@@ -150,7 +150,7 @@ class AuthzInterceptor(grpc.ServerInterceptor):
     # ------------------------------------------------------------------ the pipeline
     def _admit(self, rule: targets.Rule, request: Any, ctx: grpc.ServicerContext, cid: str) -> Call:
         gw = self._gateway
-        identity = gw.authenticator.authenticate(_bearer(ctx.invocation_metadata()))
+        identity = gw.transport.identify(ctx, _bearer(ctx.invocation_metadata()))
         principal = facts.principal_for(identity, gw.store)
         target = targets.resolve(rule, request, gw.store, gw.settings.gateway_id)
         context = targets.build_context(rule.action, request, target, gw.store, gw.settings.gateway_id)

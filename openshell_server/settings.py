@@ -25,7 +25,10 @@ class OidcIssuerSettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENSHELL_", extra="ignore")
 
-    listen: str = Field(default="127.0.0.1:50051", description="host:port of the gRPC listener (port 0 = any)")
+    listen: str = Field(
+        default="127.0.0.1:50051",
+        description="host:port of the gRPC listener (port 0 = any); empty = none (only with OPENSHELL_UNIX_SOCKET)",
+    )
     data_dir: Path = Field(default=Path(".openshell"))
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite file in the data dir")
     gateway_id: str = Field(default="local")
@@ -45,11 +48,18 @@ class Settings(BaseSettings):
     exec_default_timeout_seconds: int = 60
     exec_max_timeout_seconds: int = 3600
     reaper_interval_seconds: float = 5.0
-    allow_insecure_local: bool = False
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    unix_socket: str = ""
+    allow_insecure_local: bool = Field(
+        default=False, description="let a gateway with no OIDC listen on a non-loopback address (logged loudly)"
+    )
+    tls_cert: Path | None = Field(default=None, description="PEM certificate chain of the TCP listener (reloaded)")
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert (reloaded)")
+    tls_client_ca: Path | None = Field(default=None, description="PEM CA bundle: require client certificates")
+    unix_socket: str = Field(
+        default="", description="workstation mode: gateway socket path; the identity broker is <path>.auth"
+    )
+    workstation_token_ttl_seconds: int = Field(
+        default=900, gt=0, description="lifetime of the tokens the workstation identity broker mints"
+    )
 
     @field_validator("gateway_id")
     @classmethod

@@ -205,9 +205,12 @@ def build_context(action: str, request: Message, target: Target, store: st.Store
                 max_sandbox_lifetime_seconds=limits.max_sandbox_lifetime_seconds,
             ),
         )
-    if action == "AttachProvider":
+    if action in ("AttachProvider", "DetachProvider"):
+        # The schema gives both actions an AttachContext; DetachProvider has no provider_namespace field.
         prov_ns_name = validation.namespace_name(
-            request.provider_namespace or target.namespace_name, field="provider_namespace", gateway_id=gateway_id
+            getattr(request, "provider_namespace", "") or target.namespace_name,
+            field="provider_namespace",
+            gateway_id=gateway_id,
         )
         prov_name = validation.object_name(request.provider, field="provider")
         try:

@@ -8,7 +8,8 @@ from datetime import datetime
 
 __all__ = ["ACTOR_KINDS", "OUTCOMES", "AuditRecord"]
 
-ACTOR_KINDS = frozenset({"user", "service_account", "supervisor", "local"})
+# "system": the gateway itself (the lifetime reaper, the reconciler).
+ACTOR_KINDS = frozenset({"user", "service_account", "supervisor", "local", "system"})
 OUTCOMES = frozenset({"allowed", "denied", "error"})
 
 

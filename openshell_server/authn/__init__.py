@@ -12,9 +12,12 @@ from ._identity import (
     GLOBAL_ROLE_VALUES,
     LOCAL_IDENTITY,
     MINTED_ISSUER,
+    UNIX_PRINCIPAL_PREFIX,
+    X509_ISSUER,
     AuthenticationError,
     Identity,
     IdentityKind,
+    x509_identity,
 )
 from ._jws import ASYMMETRIC_ALGORITHMS, MAX_TOKEN_BYTES
 from ._minted import MINTED_ALGORITHM, SigningKeys, TokenMinter
@@ -28,6 +31,8 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "MINTED_ALGORITHM",
     "MINTED_ISSUER",
+    "UNIX_PRINCIPAL_PREFIX",
+    "X509_ISSUER",
     "AuthenticationError",
     "Authenticator",
     "Identity",
@@ -38,4 +43,5 @@ __all__ = [
     "TokenCache",
     "TokenMinter",
     "parse_oidc_issuers",
+    "x509_identity",
 ]

@@ -15,14 +15,22 @@ __all__ = [
     "GLOBAL_ROLE_VALUES",
     "LOCAL_IDENTITY",
     "MINTED_ISSUER",
+    "UNIX_PRINCIPAL_PREFIX",
+    "X509_ISSUER",
     "AuthenticationError",
     "Identity",
     "IdentityKind",
     "parse_global_roles",
+    "x509_identity",
 ]
 
 # The ``iss`` of every gateway-minted token. No OIDC issuer may use it.
 MINTED_ISSUER = "openshell-gateway"
+
+# Workstation accounts (identity broker) are ``unix:<name>``; client certificates are
+# ``x509:<subject>``. Neither can collide with an issuer-qualified OIDC id (``<issuer>#<sub>``).
+UNIX_PRINCIPAL_PREFIX = "unix:"
+X509_ISSUER = "x509"
 
 IdentityKind = Literal["user", "service_account", "supervisor", "local"]
 
@@ -48,7 +56,8 @@ class Identity:
     """Who is calling, as established by authentication.
 
     ``principal_id`` is the stable id the gateway keys memberships and audit records on:
-    ``<issuer>#<sub>`` for users, ``system:serviceaccount:<ns>:<name>`` for service
+    ``<issuer>#<sub>`` for OIDC users, ``unix:<name>`` for workstation accounts,
+    ``x509:<subject>`` for client certificates, ``system:serviceaccount:<ns>:<name>`` for service
     accounts, ``sandbox:<sandbox_id>`` for supervisors and ``local`` in single-player mode.
     """
 
@@ -95,3 +104,17 @@ def parse_global_roles(claims: Mapping[str, Any], claim: str) -> frozenset[str]:
             f"token claim {claim!r} must be a list of strings or a space-separated string"
         )
     return GLOBAL_ROLE_VALUES.intersection(items)
+
+
+def x509_identity(subject: str) -> Identity:
+    """The user identified by a verified client certificate's subject (RFC 4514 form).
+
+    Whitespace is written as the RFC 4514 escape ``\\20`` so the principal id is one token
+    (member records refuse ids with spaces). No global roles: it gets access through
+    memberships like any other user.
+    """
+    if not subject:
+        raise AuthenticationError("the client certificate has an empty subject")
+    escaped = "".join(f"\\{ord(c):02x}" if c.isspace() else c for c in subject)
+    principal = f"{X509_ISSUER}:{escaped}"
+    return Identity(kind="user", principal_id=principal, issuer=X509_ISSUER, subject=escaped)

@@ -10,7 +10,9 @@ processes may share one data directory (a verifier that meets an unknown ``kid``
 the manifest, at most once per ``reload_interval_s``).
 
 :class:`TokenMinter` mints and verifies the tokens: ``iss`` = ``openshell-gateway``,
-``aud`` = the gateway id, ``oskind`` = ``service_account`` or ``supervisor``.
+``aud`` = the gateway id, ``oskind`` = ``service_account``, ``supervisor`` or ``user`` (a
+workstation account ``unix:<name>`` vouched for by the identity broker, whose global roles
+travel as the ``osroles`` claim).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ._identity import MINTED_ISSUER, AuthenticationError, Identity
+from ._identity import GLOBAL_ROLE_VALUES, MINTED_ISSUER, UNIX_PRINCIPAL_PREFIX, AuthenticationError, Identity
 from ._jws import ParsedToken, check_audience, check_times, parse_token, require_str, verify_signature
 
 __all__ = ["MINTED_ALGORITHM", "SigningKeys", "TokenMinter"]
@@ -340,6 +342,29 @@ class TokenMinter:
             ttl_s,
         )
 
+    def mint_user(
+        self, username: str, namespace: str, ttl_s: float, *, global_roles: frozenset[str] = frozenset()
+    ) -> tuple[str, float]:
+        """A token for the operating-system account ``username`` (principal ``unix:<username>``).
+
+        Only the identity broker calls this, after reading the account from the socket's
+        peer credentials; ``namespace`` is the account's personal namespace.
+        """
+        _check_name(username, "user name")
+        _check_name(namespace, "namespace")
+        unknown = set(global_roles) - GLOBAL_ROLE_VALUES
+        if unknown:
+            raise ValueError(f"unknown global roles {sorted(unknown)}")
+        return self._mint(
+            {
+                "sub": f"{UNIX_PRINCIPAL_PREFIX}{username}",
+                "oskind": "user",
+                "osns": namespace,
+                "osroles": sorted(global_roles),
+            },
+            ttl_s,
+        )
+
     def _mint(self, claims: dict[str, Any], ttl_s: float) -> tuple[str, float]:
         if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0:
             raise ValueError(f"token lifetime must be a positive number of seconds (got {ttl_s!r})")
@@ -413,6 +438,22 @@ class TokenMinter:
                 subject=subject,
                 namespace=namespace,
                 sandbox_id=sandbox_id,
+                expires_at=expires_at,
+                token_id=token_id,
+            )
+        if kind == "user":
+            roles = claims.get("osroles")
+            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                raise AuthenticationError("token claim 'osroles' must be a list of strings")
+            if not subject.startswith(UNIX_PRINCIPAL_PREFIX) or len(subject) == len(UNIX_PRINCIPAL_PREFIX):
+                raise AuthenticationError("token subject is not a workstation account")
+            return Identity(
+                kind="user",
+                principal_id=subject,
+                issuer=MINTED_ISSUER,
+                subject=subject,
+                global_roles=GLOBAL_ROLE_VALUES.intersection(roles),
+                namespace=namespace,
                 expires_at=expires_at,
                 token_id=token_id,
             )

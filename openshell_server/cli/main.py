@@ -2,13 +2,20 @@
 
 Global flags (accepted before or after the command):
 
-  --gateway HOST:PORT   gateway address (env OPENSHELL_GATEWAY, default 127.0.0.1:50051;
-                        ``unix:/path`` for a Unix socket)
-  --token TOKEN         bearer token sent as ``authorization: Bearer ...`` (env OPENSHELL_TOKEN)
-  -n, --namespace NS    namespace of the command (env OPENSHELL_NAMESPACE; empty = ``default``)
+  --gateway HOST:PORT   gateway address (env OPENSHELL_GATEWAY; ``unix:/path`` for a Unix socket).
+                        Default: the workstation socket (env OPENSHELL_UNIX_SOCKET, else
+                        /run/openshell/gateway.sock) when it exists, else 127.0.0.1:50051
+  --token TOKEN         bearer token sent as ``authorization: Bearer ...`` (env OPENSHELL_TOKEN).
+                        On a workstation socket with no token, one is fetched from the identity
+                        broker (``<socket>.auth``), which knows your account from the kernel
+  -n, --namespace NS    namespace of the command (env OPENSHELL_NAMESPACE; empty = your
+                        workstation namespace ``user-<you>``, else ``default``)
   -o, --output FORMAT   ``table`` (default) or ``json``
-  --ca-file PATH        verify the gateway's TLS certificate against this CA bundle (enables TLS;
-                        env OPENSHELL_CA_FILE); --cert-file/--key-file add a client certificate (mTLS)
+  --tls-ca PATH         verify the gateway's TLS certificate against this CA bundle (enables TLS;
+                        env OPENSHELL_TLS_CA; old name --ca-file / OPENSHELL_CA_FILE)
+  --tls-cert/--tls-key  client certificate and key for mTLS (env OPENSHELL_TLS_CERT/OPENSHELL_TLS_KEY;
+                        old names --cert-file/--key-file, OPENSHELL_CLIENT_CERT/OPENSHELL_CLIENT_KEY)
+  --insecure            allow sending a token in clear to a non-loopback address (refused otherwise)
 
 Errors are one line on stderr, ``error: <GRPC_CODE>: <detail>`` for a refused call, and
 the process exits with a code naming what went wrong:
@@ -43,6 +50,13 @@ from typing import NoReturn, cast
 import grpc
 
 from openshell_server.api import openshell_pb2_grpc
+from openshell_server.cli._broker import (
+    BROKER_SUFFIX,
+    DEFAULT_UNIX_SOCKET,
+    TransportError,
+    fetch_broker_token,
+    is_local_address,
+)
 from openshell_server.cli._commands import register_commands
 from openshell_server.cli._context import (
     EXIT_NO,
@@ -56,6 +70,7 @@ from openshell_server.cli._context import (
 
 __all__ = [
     "DEFAULT_GATEWAY",
+    "DEFAULT_UNIX_SOCKET",
     "EXIT_NO",
     "EXIT_OK",
     "EXIT_PROTOCOL",
@@ -69,6 +84,13 @@ __all__ = [
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
 _EXIT_INTERRUPTED = 130
+# (flag, old flag, env, help); the old environment names are still read after the new ones.
+_TLS_FLAGS = (
+    ("--tls-ca", "--ca-file", "OPENSHELL_TLS_CA", "CA bundle the gateway's certificate must chain to; enables TLS"),
+    ("--tls-cert", "--cert-file", "OPENSHELL_TLS_CERT", "client certificate for mTLS"),
+    ("--tls-key", "--key-file", "OPENSHELL_TLS_KEY", "client private key for mTLS"),
+)
+_OLD_ENV = {"--tls-ca": "OPENSHELL_CA_FILE", "--tls-cert": "OPENSHELL_CLIENT_CERT", "--tls-key": "OPENSHELL_CLIENT_KEY"}
 
 
 def _global_flags(parser: argparse.ArgumentParser) -> None:
@@ -80,11 +102,14 @@ def _global_flags(parser: argparse.ArgumentParser) -> None:
         "-n", "--namespace", default=argparse.SUPPRESS, help="namespace (env OPENSHELL_NAMESPACE)"
     )
     group.add_argument("-o", "--output", choices=("table", "json"), default=argparse.SUPPRESS)
+    # The old names keep their own dest so that an error names the flag the user typed.
+    for new, old, env, what in _TLS_FLAGS:
+        group.add_argument(new, default=argparse.SUPPRESS, help=f"{what} (env {env})")
+        group.add_argument(old, default=argparse.SUPPRESS, help=f"old name of {new}")
     group.add_argument(
-        "--ca-file", default=argparse.SUPPRESS, help="CA bundle; enables TLS (env OPENSHELL_CA_FILE)"
-    )
-    group.add_argument("--cert-file", default=argparse.SUPPRESS, help="client certificate for mTLS")
-    group.add_argument("--key-file", default=argparse.SUPPRESS, help="client key for mTLS")
+        "--insecure", action="store_true", default=argparse.SUPPRESS,
+        help="allow sending a token without TLS to a non-loopback address",
+    )  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,9 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setting(args: argparse.Namespace, flag: str, env: str, default: str = "") -> str:
+def _setting(args: argparse.Namespace, flag: str, *envs: str, default: str = "") -> str:
+    """The flag's value, else the first environment variable set, else ``default``."""
     value = getattr(args, flag, None)
-    return value if value is not None else os.environ.get(env, default)
+    if value is not None:
+        return str(value)
+    for env in envs:
+        if os.environ.get(env):
+            return os.environ[env]
+    return default
 
 
 def _read(path: str, flag: str) -> bytes:
@@ -114,21 +145,58 @@ def _read(path: str, flag: str) -> bytes:
         raise CliError(f"cannot read {flag} {path}: {exc.strerror}") from exc
 
 
-def _channel(args: argparse.Namespace) -> grpc.Channel:
-    target = _setting(args, "gateway", "OPENSHELL_GATEWAY", DEFAULT_GATEWAY)
-    ca_file = _setting(args, "ca_file", "OPENSHELL_CA_FILE")
-    cert_file = _setting(args, "cert_file", "OPENSHELL_CLIENT_CERT")
-    key_file = _setting(args, "key_file", "OPENSHELL_CLIENT_KEY")
+def _target(args: argparse.Namespace) -> str:
+    """``--gateway``, else the workstation socket if it exists, else the loopback default."""
+    target = _setting(args, "gateway", "OPENSHELL_GATEWAY")
+    if target:
+        return target
+    sock = os.environ.get("OPENSHELL_UNIX_SOCKET") or DEFAULT_UNIX_SOCKET
+    return f"unix:{sock}" if Path(sock).is_socket() else DEFAULT_GATEWAY
+
+
+def _tls_file(args: argparse.Namespace, index: int) -> tuple[str, str]:
+    """``(path, the flag or variable it came from)`` of one TLS file; ``("", "")`` when not given."""
+    new, old, env, _ = _TLS_FLAGS[index]
+    for flag in (new, old):
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value:
+            return str(value), flag
+    for name in (env, _OLD_ENV[new]):
+        if os.environ.get(name):
+            return os.environ[name], name
+    return "", ""
+
+
+def _channel(args: argparse.Namespace, target: str) -> tuple[grpc.Channel, bool]:
+    """The channel to ``target`` and whether it is TLS."""
+    (ca_file, ca_from), (cert_file, cert_from), (key_file, key_from) = (_tls_file(args, i) for i in range(3))
     if bool(cert_file) != bool(key_file):
-        raise CliError("--cert-file and --key-file go together")
+        given = cert_from or key_from
+        pair = "--cert-file and --key-file" if given.endswith("-file") else "--tls-cert and --tls-key"
+        raise CliError(f"{pair} go together")
     if not (ca_file or cert_file):
-        return grpc.insecure_channel(target)
+        return grpc.insecure_channel(target), False
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=_read(ca_file, "--ca-file") if ca_file else None,
-        private_key=_read(key_file, "--key-file") if key_file else None,
-        certificate_chain=_read(cert_file, "--cert-file") if cert_file else None,
+        root_certificates=_read(ca_file, ca_from) if ca_file else None,
+        private_key=_read(key_file, key_from) if key_file else None,
+        certificate_chain=_read(cert_file, cert_from) if cert_file else None,
     )
-    return grpc.secure_channel(target, credentials)
+    return grpc.secure_channel(target, credentials), True
+
+
+def _credentials(args: argparse.Namespace, target: str) -> tuple[str, str]:
+    """``(token, default namespace)``: the given token, else the identity broker's on a workstation socket."""
+    token = _setting(args, "token", "OPENSHELL_TOKEN").strip()
+    if token or not target.startswith("unix:"):
+        return token, ""
+    sock = target.removeprefix("unix:").removeprefix("//")
+    if not Path(f"{sock}{BROKER_SUFFIX}").exists():
+        return "", ""  # a plain local socket: single-player mode, no broker
+    try:
+        grant = fetch_broker_token(sock)
+    except TransportError as exc:
+        raise CliError(str(exc), exit_code_for(grpc.StatusCode.UNAUTHENTICATED)) from None
+    return grant.token, grant.namespace
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -151,12 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         args = _parse(list(sys.argv[1:] if argv is None else argv))
-        token = _setting(args, "token", "OPENSHELL_TOKEN").strip()
-        with _channel(args) as channel:
+        target = _target(args)
+        token, own_namespace = _credentials(args, target)
+        channel, tls = _channel(args, target)
+        if token and not tls and not is_local_address(target) and not getattr(args, "insecure", False):
+            channel.close()
+            raise CliError(
+                f"refusing to send a token in clear to {target}: use --tls-ca (TLS), or --insecure if you must"
+            )
+        with channel:
             ctx = Context(
                 stub=openshell_pb2_grpc.OpenShellStub(channel),
                 metadata=(("authorization", f"Bearer {token}"),) if token else (),
-                namespace=_setting(args, "namespace", "OPENSHELL_NAMESPACE"),
+                namespace=_setting(args, "namespace", "OPENSHELL_NAMESPACE", default=own_namespace),
                 output=getattr(args, "output", "table"),
                 out=out,
                 err=err,

@@ -31,7 +31,7 @@ def add(call: Call, req: api.AddMemberRequest) -> api.AddMemberResponse:
     gw = call.gateway
     ns = call.target.namespace_record
     rec = gw.store.put_membership(
-        ns.id, req.principal, req.role, created_by=call.principal.id, max_members=gw.settings.max_members
+        ns.id, req.principal, req.role, created_by=call.identity.principal_id, max_members=gw.settings.max_members
     )
     return api.AddMemberResponse(member=_member(rec, ns.name))
 

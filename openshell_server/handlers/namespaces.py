@@ -37,7 +37,7 @@ def create(call: Call, req: api.CreateNamespaceRequest) -> api.CreateNamespaceRe
     call.target.name = name
     rec = gw.store.create_namespace(
         name,
-        created_by=call.principal.id,
+        created_by=call.identity.principal_id,
         labels=validation.labels(req.labels),
         limits=_limits(req.quota, "quota"),
         ceiling=_limits(req.ceiling, "ceiling"),

@@ -61,7 +61,7 @@ def create(call: Call, req: api.CreateProviderRequest) -> api.CreateProviderResp
     ptype = req.type or "generic"
     validation.object_name(ptype, field="type")
     rec = store.create_provider(
-        ns.id, name, type=ptype, created_by=call.principal.id, profile=_profile(req.profile),
+        ns.id, name, type=ptype, created_by=call.identity.principal_id, profile=_profile(req.profile),
         labels=validation.labels(req.labels), credentials=_credentials(req.credentials),
     )  # fmt: skip
     return api.CreateProviderResponse(provider=_message(store, rec, ns.name))
@@ -120,7 +120,7 @@ def attach(call: Call, req: api.AttachProviderRequest) -> api.AttachProviderResp
 
 def detach(call: Call, req: api.DetachProviderRequest) -> api.DetachProviderResponse:
     store = call.gateway.store
-    prov = store.get_provider(call.target.namespace_record.id, validation.object_name(req.provider, field="provider"))
+    prov = call.target.extra["provider"]  # resolved (and authorized) by the interceptor
     rec = store.detach_provider(call.target.record.id, prov.id)
     return api.DetachProviderResponse(sandbox=sandbox_message(store, rec, call.target.namespace_name))
 

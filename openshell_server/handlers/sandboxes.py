@@ -65,13 +65,17 @@ def provider_environment(call: Call, rec: st.SandboxRecord, ns_rec: st.Namespace
     return env
 
 
-def spec_for(call: Call, rec: st.SandboxRecord, ns_name: str, *, token: str = "") -> SandboxSpec:
+def spec_for(
+    call: Call, rec: st.SandboxRecord, ns_rec: st.NamespaceRecord, *, token: str = "", with_env: bool = False
+) -> SandboxSpec:
+    """What the driver needs; provider credentials only when it must deliver them (create, exec)."""
     gw = call.gateway
     pol = sandbox_policy(gw.store, rec)
     return SandboxSpec(
-        id=rec.id, name=rec.name, namespace=ns_name, namespace_id=rec.namespace_id, gpus=rec.gpus,
+        id=rec.id, name=rec.name, namespace=ns_rec.name, namespace_id=rec.namespace_id, gpus=rec.gpus,
         labels=dict(rec.labels), network_allowed=pol.network_allowed, supervisor_token=token,
         image=str(rec.spec.get("image", "")),
+        env=provider_environment(call, rec, ns_rec) if with_env else {},
     )  # fmt: skip
 
 
@@ -95,11 +99,11 @@ def create(call: Call, req: api.CreateSandboxRequest) -> api.CreateSandboxRespon
             Request(call.principal, "AttachProvider", probe, AttachContext(provider=facts.provider_model(prov, ns_model)))
         )
         if not decision.allowed:
-            raise Denied(grpc.StatusCode.PERMISSION_DENIED, f'{call.principal.id} may not attach provider "{pname}"')
+            raise Denied(grpc.StatusCode.PERMISSION_DENIED, f'{call.identity.principal_id} may not attach provider "{pname}"')
         provider_ids.append(prov.id)
     gw.driver.check_ready()
     result = gw.store.create_sandbox(
-        ns_rec.id, name, created_by=call.principal.id, gpus=req.gpus, labels=labels,
+        ns_rec.id, name, created_by=call.identity.principal_id, gpus=req.gpus, labels=labels,
         provider_ids=provider_ids, lifetime_seconds=req.lifetime_seconds, spec={},
     )  # fmt: skip
     rec = result.sandbox
@@ -110,7 +114,7 @@ def create(call: Call, req: api.CreateSandboxRequest) -> api.CreateSandboxRespon
         )
     token, _ = gw.minter.mint_supervisor(rec.id, ns_rec.name, gw.settings.supervisor_token_ttl_seconds)
     try:
-        observed = gw.driver.create(spec_for(call, rec, ns_rec.name, token=token))
+        observed = gw.driver.create(spec_for(call, rec, ns_rec, token=token, with_env=True))
     except Exception:
         gw.store.delete_sandbox(rec.id)  # the driver refused: leave nothing half-created
         raise
@@ -149,7 +153,7 @@ def delete(call: Call, req: api.DeleteSandboxRequest) -> api.DeleteSandboxRespon
     gw = call.gateway
     rec = call.target.record
     gw.store.update_sandbox(rec.id, phase="Deleting")
-    gw.driver.delete(spec_for(call, rec, call.target.namespace_name))
+    gw.driver.delete(spec_for(call, rec, call.target.namespace_record))
     gw.store.delete_sandbox(rec.id)
     return api.DeleteSandboxResponse()
 
@@ -166,10 +170,10 @@ def exec_(call: Call, req: api.ExecSandboxRequest) -> Iterator[api.ExecSandboxRe
     if timeout > gw.settings.exec_max_timeout_seconds:
         raise validation.InvalidArgument("timeout_seconds", f"must be at most {gw.settings.exec_max_timeout_seconds}")
     rec = call.target.record
-    env = provider_environment(call, rec, call.target.namespace_record)
     stdin = req.stdin if req.HasField("stdin") else None
-    for item in gw.driver.exec(spec_for(call, rec, call.target.namespace_name), list(req.argv), env=env,
-                               timeout_s=float(timeout), stdin=stdin):  # fmt: skip
+    # Provider credentials reach the sandbox through the supervisor path (spec.env), never a user RPC.
+    spec = spec_for(call, rec, call.target.namespace_record, with_env=True)
+    for item in gw.driver.exec(spec, list(req.argv), env={}, timeout_s=float(timeout), stdin=stdin):
         if isinstance(item, ExecChunk):
             if item.stream == "stdout":
                 yield api.ExecSandboxResponse(stdout=item.data)

@@ -18,7 +18,7 @@ def create(call: Call, req: api.CreateServiceAccountRequest) -> api.CreateServic
     name = validation.object_name(req.name)
     call.target.name = name
     rec = call.gateway.store.create_service_account(
-        ns.id, name, created_by=call.principal.id, labels=validation.labels(req.labels)
+        ns.id, name, created_by=call.identity.principal_id, labels=validation.labels(req.labels)
     )
     return api.CreateServiceAccountResponse(service_account=convert.service_account(rec, ns.name))
 

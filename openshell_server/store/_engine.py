@@ -10,6 +10,8 @@ transparently; writers serialize per namespace with ``SELECT ... FOR UPDATE``.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,20 @@ def _normalise_url(url: str) -> URL:
     raise InvalidArgument(f"unsupported database {backend!r}; use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
 
 
+def _enable_wal(cur: sqlite3.Cursor) -> None:
+    # Switching a fresh file to WAL needs an exclusive lock and SQLite answers "database is
+    # locked" at once instead of calling the busy handler, so gateways starting together retry.
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _sqlite_engine(url: URL) -> Engine:
     Path(url.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, pool_size=8, max_overflow=16, pool_timeout=60)
@@ -61,7 +77,7 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cur)
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()

@@ -8,8 +8,10 @@ world asked several random requests.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -91,86 +93,99 @@ class World:
     principals: tuple[Principal, ...]
 
 
-_small = st.sampled_from([0, 1, 2, 5, 10, 100])
-_quota = st.builds(Quota, max_sandboxes=_small, max_gpus=_small, max_sandbox_lifetime_seconds=_small)
+_T = TypeVar("_T")
+_SMALL = (0, 1, 2, 5, 10, 100)
+_NAMES = (DEFAULT_NAMESPACE, "team-a", "team-b", "ml", "ops")
+# Strategies are built once: hypothesis validates each new strategy object, which
+# would dominate the cost of an example if the composites below created their own.
+_INDEX = tuple(st.integers(0, n - 1) for n in range(1, 64))
+_BOOL = st.booleans()
+_COUNT = {n: st.integers(0 if n < 0 else 1, abs(n)) for n in (1, 2, 3, 4, -3, -4)}
+
+
+def _pick(draw: st.DrawFn, items: Sequence[_T]) -> _T:
+    return items[draw(_INDEX[len(items) - 1])]
+
+
+def _quota(draw: st.DrawFn) -> Quota:
+    return Quota(max_sandboxes=_pick(draw, _SMALL), max_gpus=_pick(draw, _SMALL),
+                 max_sandbox_lifetime_seconds=_pick(draw, _SMALL))
 
 
 @st.composite
 def worlds(draw: st.DrawFn) -> World:
-    count = draw(st.integers(1, 4))
-    names = draw(st.lists(st.sampled_from([DEFAULT_NAMESPACE, "team-a", "team-b", "ml", "ops"]),
-                          min_size=count, max_size=count, unique=True))
-    namespaces = tuple(
-        Namespace(id=f"ns-{i}", name=name, phase=draw(st.sampled_from(list(NamespacePhase))),
-                  ceiling=draw(_quota))
-        for i, name in enumerate(names)
-    )
+    names = list(_NAMES)
+    namespaces = []
+    for i in range(draw(_COUNT[4])):
+        name = names.pop(draw(_INDEX[len(names) - 1]))
+        phase = NamespacePhase.TERMINATING if draw(_INDEX[2]) == 0 else NamespacePhase.ACTIVE
+        namespaces.append(Namespace(id=f"ns-{i}", name=name, phase=phase, ceiling=_quota(draw)))
     # A membership may name a deleted namespace's id (its name may live on under a new id).
     member_ids = [ns.id for ns in namespaces] + ["ns-deleted"]
-    pick_ns = st.sampled_from(namespaces)
-    providers = tuple(Provider(id=f"prov-{i}", name=f"p{i}", namespace=draw(pick_ns))
-                      for i in range(draw(st.integers(1, 4))))
-    sandboxes = tuple(
-        Sandbox(id=f"sb-{i}", name=f"s{i}", namespace=draw(pick_ns),
+    providers = [Provider(id=f"prov-{i}", name=f"p{i}", namespace=_pick(draw, namespaces))
+                 for i in range(draw(_COUNT[4]))]
+    sandboxes = [
+        Sandbox(id=f"sb-{i}", name=f"s{i}", namespace=_pick(draw, namespaces),
                 # attachments may cross namespaces (stray data): policies must not trust them
-                provider_ids=frozenset(draw(st.lists(st.sampled_from([p.id for p in providers]), max_size=3))))
-        for i in range(draw(st.integers(1, 4)))
-    )
-    service_accounts = tuple(ServiceAccount(id=f"sa-{i}", name=f"robot{i}", namespace=draw(pick_ns))
-                             for i in range(draw(st.integers(1, 3))))
-    users = tuple(
+                provider_ids=frozenset(_pick(draw, providers).id for _ in range(draw(_COUNT[-3]))))
+        for i in range(draw(_COUNT[4]))
+    ]
+    service_accounts = [ServiceAccount(id=f"sa-{i}", name=f"robot{i}", namespace=_pick(draw, namespaces))
+                        for i in range(draw(_COUNT[3]))]
+    roles, global_roles = list(NamespaceRole), list(GlobalRole)
+    users = [
         UserPrincipal(
             id=f"iss#u{i}",
             issuer="iss",
-            global_roles=frozenset(draw(st.sets(st.sampled_from(list(GlobalRole)), max_size=2)
-                                        if draw(st.integers(0, 3)) == 0 else st.just(set()))),
-            memberships=tuple(draw(st.lists(
-                st.builds(Membership, namespace_id=st.sampled_from(member_ids),
-                          role=st.sampled_from(list(NamespaceRole))), max_size=4))),
+            global_roles=frozenset(_pick(draw, global_roles) for _ in range(draw(_COUNT[-3]) // 2)),
+            memberships=tuple(Membership(namespace_id=_pick(draw, member_ids), role=_pick(draw, roles))
+                              for _ in range(draw(_COUNT[-4]))),
         )
-        for i in range(draw(st.integers(1, 4)))
-    )
-    sa_principals = tuple(
+        for i in range(draw(_COUNT[4]))
+    ]
+    sa_principals = [
         ServiceAccountPrincipal(id=sa.id, name=sa.name, namespace_id=sa.namespace.id, namespace_name=sa.namespace.name)
         for sa in service_accounts
-    )
-    supervisors = tuple(SupervisorPrincipal(sandbox=sb) for sb in sandboxes)
+    ]
+    supervisors = [SupervisorPrincipal(sandbox=sb) for sb in sandboxes]
     principals = (*users, *sa_principals, *supervisors, LocalPrincipal())
-    return World(namespaces, providers, sandboxes, service_accounts, principals)
+    return World(tuple(namespaces), tuple(providers), tuple(sandboxes), tuple(service_accounts), principals)
+
+
+_MEMBER_ROLES = ("", *NamespaceRole)
 
 
 @st.composite
 def requests_in(draw: st.DrawFn, world: World) -> Request:
-    action = draw(st.sampled_from(ACTIONS))
-    kind = draw(st.sampled_from(_target_kinds(action)))
+    action = _pick(draw, ACTIONS)
+    kind = _pick(draw, _target_kinds(action))
     resource: Resource = {
-        "namespace": lambda: draw(st.sampled_from(world.namespaces)),
+        "namespace": lambda: _pick(draw, world.namespaces),
         "gateway": Gateway,
-        "service_account": lambda: draw(st.sampled_from(world.service_accounts)),
-        "provider": lambda: draw(st.sampled_from(world.providers)),
-        "sandbox": lambda: draw(st.sampled_from(world.sandboxes)),
+        "service_account": lambda: _pick(draw, world.service_accounts),
+        "provider": lambda: _pick(draw, world.providers),
+        "sandbox": lambda: _pick(draw, world.sandboxes),
     }[kind]()
     context: Context | None = None
     if action in LIST_ACTIONS:
-        context = ListContext(all_namespaces=draw(st.booleans()))
+        context = ListContext(all_namespaces=draw(_BOOL))
     elif action in ("AddMember", "RemoveMember"):
         context = MemberContext(
-            role=draw(st.sampled_from(list(NamespaceRole))),
-            previous_role=draw(st.sampled_from(["", *NamespaceRole])),
-            member_kind=draw(st.sampled_from(["user", "service_account"])),
+            role=_pick(draw, _MEMBER_ROLES[1:]),
+            previous_role=_pick(draw, _MEMBER_ROLES),
+            member_kind="service_account" if draw(_INDEX[3]) == 0 else "user",
         )
     elif action == "UpdateNamespace":
-        context = UpdateNamespaceContext(changes_ceiling=draw(st.booleans()), changes_labels=draw(st.booleans()),
-                                         limits=draw(_quota))
+        context = UpdateNamespaceContext(changes_ceiling=draw(_BOOL), changes_labels=draw(_BOOL), limits=_quota(draw))
     elif action in ("AttachProvider", "DetachProvider"):
-        context = AttachContext(provider=draw(st.sampled_from(world.providers)))
-    return Request(draw(st.sampled_from(world.principals)), action, resource, context)
+        context = AttachContext(provider=_pick(draw, world.providers))
+    return Request(_pick(draw, world.principals), action, resource, context)
 
 
 @st.composite
 def world_and_requests(draw: st.DrawFn) -> tuple[World, list[Request]]:
     world = draw(worlds())
-    return world, draw(st.lists(requests_in(world), min_size=1, max_size=6))
+    return world, draw(st.lists(requests_in(world), min_size=1, max_size=5))
 
 
 def _describe(request: Request) -> str:
@@ -218,16 +233,22 @@ def test_isolation_invariant(case: tuple[World, list[Request]]) -> None:
             assert _isolated(request), f"allowed outside its namespace ({response.reasons})\n{_describe(request)}"
 
 
+@st.composite
+def world_and_principal(draw: st.DrawFn) -> tuple[World, Principal]:
+    world = draw(worlds())
+    return world, _pick(draw, world.principals)
+
+
 @PROPERTY
-@given(worlds(), st.sampled_from(SCOPED_ACTIONS))
-def test_scope_agrees_with_point_decisions(world: World, action: str) -> None:
-    for principal in world.principals:
-        mine = member_namespace_ids(principal)
-        scope = AUTHZ.scope(principal, action, [ns for ns in world.namespaces if ns.id in mine])
-        context = ListContext() if action in LIST_ACTIONS else None
-        for ns in world.namespaces:
-            point = AUTHZ.check(Request(principal, action, ns, context)).allowed
-            assert scope.admits(ns.id) == point, f"scope {scope} vs check {point}: {principal!r} {action} {ns!r}"
+@given(world_and_principal(), st.sampled_from(SCOPED_ACTIONS))
+def test_scope_agrees_with_point_decisions(case: tuple[World, Principal], action: str) -> None:
+    world, principal = case
+    mine = member_namespace_ids(principal)
+    scope = AUTHZ.scope(principal, action, [ns for ns in world.namespaces if ns.id in mine])
+    context = ListContext() if action in LIST_ACTIONS else None
+    points = AUTHZ.check_batch([Request(principal, action, ns, context) for ns in world.namespaces])
+    for ns, point in zip(world.namespaces, points, strict=True):
+        assert scope.admits(ns.id) == point.allowed, f"scope {scope} vs {point}: {principal!r} {action} {ns!r}"
 
 
 def test_a_planted_difference_is_found(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import cedarpy
+import pytest
 import yaml
 
-from openshell_authz import Authorizer, Request
+from openshell_authz import Authorizer, PolicyTestFailure, Request
 from openshell_authz._entities import entities_json, entity_uid
 from openshell_authz._matrix import MATRIX_ACTIONS
 from openshell_authz._policy_tests import WORLD_FILE, _load_cases, load_world, run_policy_tests
@@ -31,6 +32,7 @@ def _all_cases() -> list:
 def test_the_policies_pass_their_own_tests(authz: Authorizer) -> None:
     report = run_policy_tests(POLICIES, authz)
     assert report.ok, [f.describe() for f in report.failures] + list(report.file_errors)
+    report.raise_if_failed()
     assert report.total == len(_all_cases()) > 400
 
 
@@ -57,13 +59,16 @@ def test_another_policy_set_fails_these_tests() -> None:
     sample = Authorizer.from_directory(FAIL_CLOSED)
     report = run_policy_tests(POLICIES, sample)
     assert not report.ok
+    with pytest.raises(PolicyTestFailure, match=r"^\d+ policy test\(s\) failed, 0 bad test file\(s\); first: FAIL "):
+        report.raise_if_failed()
     assert report.failed > 100
     problems = {f.problem for f in report.failures}
     assert "decision differs" in problems
     assert "expected reason terminating.no_creates not among the determining policies" in problems
     flipped = next(f for f in report.failures if f.problem == "decision differs")
     assert flipped.expected != flipped.got
-    assert flipped.name in flipped.describe() and f"expected {flipped.expected}, got {flipped.got}" in flipped.describe()
+    text = flipped.describe()
+    assert flipped.name in text and f"expected {flipped.expected}, got {flipped.got}" in text
 
 
 def test_fail_closed_erroring_forbid_denies() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,24 @@ def backend_url(request: pytest.FixtureRequest) -> Iterator[str]:
     base = require_postgres()
     with temporary_database(base, prefix="openshell_gw") as url:
         yield url
+
+
+@contextmanager
+def backend_database(backend: str) -> Iterator[str]:
+    """The store URL for ``backend``: "" (SQLite in the data dir) or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        yield ""
+        return
+    with temporary_database(require_postgres(), prefix="openshell_gw") as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayUnderTest]:
+    """One OIDC gateway per test module and backend, for suites that build one world and sweep it."""
+    with backend_database(request.param) as url:
+        with start_gateway(tmp_path_factory.mktemp("gw") / "data", database_url=url) as g:
+            yield g
 
 
 @pytest.fixture

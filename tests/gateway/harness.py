@@ -20,7 +20,7 @@ from openshell_server.server import RunningServer, build_server
 from openshell_server.settings import OidcIssuerSettings, Settings
 from tests.authn.oidc_fixture import FakeIssuer
 
-__all__ = ["GatewayUnderTest", "Stub", "api", "start_gateway"]
+__all__ = ["GatewayUnderTest", "Stub", "api", "call_status", "start_gateway"]
 
 
 class Stub:
@@ -67,6 +67,17 @@ class GatewayUnderTest:
     def principal_id(self, sub: str) -> str:
         assert self.issuer is not None
         return f"{self.issuer.issuer}#{sub}"
+
+
+def call_status(method: Any, request: Any) -> tuple[grpc.StatusCode, str, Any]:
+    """Call ``method`` (unary or server-streaming; streams are drained) and return (code, details, result)."""
+    try:
+        result = method(request)
+        if hasattr(result, "__next__"):  # server streaming: errors surface while reading
+            result = list(result)
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or "", None
+    return grpc.StatusCode.OK, "", result
 
 
 @contextmanager

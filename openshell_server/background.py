@@ -1,0 +1,147 @@
+"""The gateway's background work: driver reconciliation, the driver watch, the lifetime reaper.
+
+All state lives in the store, so each loop picks up where the last gateway
+process stopped: a sandbox past its lifetime is removed after a restart too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from openshell_server import store as st
+from openshell_server.audit import AuditRecord
+from openshell_server.drivers import DriverError, SandboxSpec, reconcile
+
+if TYPE_CHECKING:
+    from openshell_server.app import Gateway
+
+__all__ = ["Background"]
+
+log = logging.getLogger("openshell.background")
+SYSTEM_ACTOR = "system:gateway"
+
+
+class Background:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.reconcile_once()
+        interval = self.gw.settings.reaper_interval_seconds
+        if interval > 0:
+            self._spawn("reaper", lambda: self._every(interval, self.reap_once))
+            self._spawn("reconciler", lambda: self._every(max(interval * 12, 30.0), self.reconcile_once))
+            self._spawn("driver-watch", self._watch)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _every(self, interval: float, work: Callable[[], object]) -> None:
+        while not self.stop_event.wait(interval):
+            try:
+                work()
+            except Exception:  # noqa: BLE001 - a background loop must survive one bad round
+                log.exception("background round failed")
+
+    # ------------------------------------------------------------------ reconciliation
+    def _all_sandboxes(self) -> list[st.SandboxRecord]:
+        out: list[st.SandboxRecord] = []
+        token = ""
+        while True:
+            page = self.gw.store.list_sandboxes(None, page_size=1000, page_token=token)
+            out.extend(page.items)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def reconcile_once(self) -> tuple[int, int]:
+        """Mark stored sandboxes the driver lost as Error; adopt unknown driver objects."""
+        store = self.gw.store
+        try:
+            observed = self.gw.driver.list()
+        except DriverError as exc:
+            log.warning("reconcile skipped: %s", exc)
+            return 0, 0
+        stored = self._all_sandboxes()
+        names = {r.id: r.name for r in store.list_namespaces({s.namespace_id for s in stored})} if stored else {}
+        plan = reconcile([(s.id, names.get(s.namespace_id, "")) for s in stored], observed)
+        by_id = {s.id: s for s in stored}
+        for sandbox_id in plan.orphans:
+            rec = by_id[sandbox_id]
+            if rec.phase in ("Error", "Deleting"):
+                continue
+            try:
+                store.update_sandbox(sandbox_id, phase="Error", message="the compute driver no longer has this sandbox")
+            except st.NotFound:
+                continue
+        adopted = 0
+        for obj, ns_name in plan.adopt:
+            try:
+                ns = store.get_namespace_by_name(ns_name)
+            except st.NotFound:
+                ns = store.get_namespace_by_name("default")
+            try:
+                store.create_sandbox(
+                    ns.id, obj.name, created_by=SYSTEM_ACTOR, sandbox_id=obj.id, phase=obj.phase.value,
+                    message="adopted from the compute driver", enforce_quota=False,
+                )  # fmt: skip
+                adopted += 1
+            except st.StoreError as exc:
+                log.warning("cannot adopt driver sandbox %s into %s: %s", obj.id, ns.name, exc)
+        return len(plan.orphans), adopted
+
+    def _watch(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                for event in self.gw.driver.watch(self.stop_event):
+                    try:
+                        if event.deleted:
+                            rec = self.gw.store.get_sandbox_by_id(event.sandbox_id)
+                            if rec.phase != "Deleting":
+                                self.gw.store.update_sandbox(event.sandbox_id, phase="Error", message="removed by the driver")
+                        else:
+                            self.gw.store.update_sandbox(event.sandbox_id, phase=event.phase.value, message=event.message)
+                    except st.NotFound:
+                        continue
+            except DriverError as exc:
+                log.warning("driver watch interrupted: %s", exc)
+            self.stop_event.wait(1.0)
+
+    # ------------------------------------------------------------------ lifetime reaper
+    def reap_once(self, now: datetime | None = None) -> int:
+        """Delete every sandbox past its namespace's maximum lifetime, with an audit event each."""
+        store = self.gw.store
+        now = now or datetime.now(UTC)
+        reaped = 0
+        for rec in store.list_expired_sandboxes(now):
+            try:
+                ns = store.get_namespace_by_id(rec.namespace_id)
+                self.gw.driver.delete(SandboxSpec(id=rec.id, name=rec.name, namespace=ns.name, namespace_id=ns.id))
+                store.delete_sandbox(rec.id)
+            except (st.NotFound, DriverError) as exc:
+                log.warning("reaper could not remove sandbox %s: %s", rec.id, exc)
+                continue
+            reaped += 1
+            self.gw.audit.emit(
+                AuditRecord(
+                    time=datetime.now(UTC), actor_id=SYSTEM_ACTOR, actor_kind="system",
+                    rpc="reaper", action="DeleteSandbox", outcome="allowed", status_code="OK",
+                    target_kind="sandbox", target_namespace=ns.name, target_name=rec.name, target_id=rec.id,
+                    on_behalf_of=rec.created_by, message="sandbox lifetime exceeded", mutating=True,
+                    policy_hash=self.gw.policies.current.policy_hash,
+                )
+            )  # fmt: skip
+        return reaped

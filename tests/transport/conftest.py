@@ -1,0 +1,113 @@
+"""Workstation fixtures: real local accounts (useradd, as root) and a gateway on a Unix socket.
+
+The accounts run the real ``openshell`` CLI in their own processes (setuid/setgid through
+``subprocess``), so the identity broker reads their real uid from the kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.gateway.harness import GatewayUnderTest, start_gateway
+
+__all__ = ["Account", "Workstation"]
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    @property
+    def principal(self) -> str:
+        return f"unix:{self.name}"
+
+    @property
+    def namespace(self) -> str:
+        return f"user-{self.name}"
+
+
+@dataclass
+class Workstation:
+    gateway: GatewayUnderTest
+    socket: Path
+
+    def run(self, account: Account | None, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` (``openshell`` arguments, or ``-c CODE`` for Python) as ``account`` (None = root)."""
+        command = [sys.executable, *argv] if argv[:1] == ("-c",) else [sys.executable, "-m", "openshell_server.cli", *argv]
+        base = {
+            "PATH": "/usr/bin:/bin", "HOME": account.home if account else "/root", "PYTHONDONTWRITEBYTECODE": "1",
+            "OPENSHELL_UNIX_SOCKET": str(self.socket),
+        }  # fmt: skip
+        ids = {"user": account.uid, "group": account.gid, "extra_groups": []} if account else {}
+        return subprocess.run(
+            command, env={**base, **(env or {})}, capture_output=True, text=True, timeout=60,
+            cwd=account.home if account else "/", **ids,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def json(self, account: Account | None, *argv: str) -> dict:
+        result = self.run(account, "-o", "json", *argv)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+def _create_account() -> Account:
+    name = f"osw{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "-m", "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
+    entry = pwd.getpwnam(name)
+    return Account(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+
+def _delete_account(account: Account) -> None:
+    subprocess.run(["userdel", "-r", account.name], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def make_account() -> Iterator[object]:
+    """A factory of real local accounts, all deleted (``userdel -r``) after the module."""
+    if os.geteuid() != 0:
+        pytest.skip("workstation tests create real accounts with useradd and need root")
+    if shutil.which("useradd") is None or shutil.which("userdel") is None:
+        pytest.skip("workstation tests need useradd/userdel (apt-get install passwd)")
+    created: list[Account] = []
+
+    def make() -> Account:
+        created.append(_create_account())
+        return created[-1]
+
+    yield make
+    for account in created:
+        _delete_account(account)
+
+
+@pytest.fixture(scope="module")
+def accounts(make_account) -> tuple[Account, Account]:  # type: ignore[no-untyped-def]
+    return make_account(), make_account()
+
+
+@pytest.fixture(scope="module")
+def workstation(make_account, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workstation]:  # type: ignore[no-untyped-def]
+    """A workstation gateway: Unix socket in a directory every account can reach, plus loopback TCP."""
+    data = tmp_path_factory.mktemp("workstation-data")  # root-only, like /var/lib/openshell
+    top = Path(tempfile.mkdtemp(prefix="openshell-ws-"))
+    os.chmod(top, 0o755)
+    socket = top / "run" / "gateway.sock"  # the gateway creates run/ itself, as for /run/openshell
+    try:
+        with start_gateway(data, oidc=False, unix_socket=str(socket)) as gw:
+            yield Workstation(gw, socket)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

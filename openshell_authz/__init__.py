@@ -8,6 +8,7 @@ namespace), the Cedar policies in a policy directory decide.
     authz.authorize(request, read_action="GetSandbox")   # raises NotFound / PermissionDenied
 """
 
+from openshell_authz._policy_tests import TestReport, run_policy_tests
 from openshell_authz.authorizer import (
     Authorizer,
     Decision,
@@ -74,10 +75,12 @@ __all__ = [
     "ServiceAccount",
     "ServiceAccountPrincipal",
     "SupervisorPrincipal",
+    "TestReport",
     "UpdateNamespaceContext",
     "UserPrincipal",
     "is_dns1123_label",
     "member_namespace_ids",
     "request_from_dict",
     "request_to_dict",
+    "run_policy_tests",
 ]

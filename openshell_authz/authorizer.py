@@ -33,6 +33,8 @@ __all__ = ["Authorizer", "Decision", "NamespaceScope", "Request", "Response", "r
 
 #: Actions whose context is a ListContext (they honour ``all_namespaces``).
 LIST_ACTIONS = frozenset({"ListMembers", "ListServiceAccounts", "ListSandboxes", "ListProviders", "ListAuditEvents"})
+#: Per-namespace read actions :meth:`Authorizer.scope` can answer for.
+SCOPE_ACTIONS = LIST_ACTIONS | {"GetNamespace", "ListNamespaces"}
 _PROBE_NAMESPACE_ID = "\x00probe"  # a namespace id no store ever issues
 
 
@@ -193,6 +195,11 @@ class Authorizer:
         namespaces of the principal's memberships) are decided, in one batch. The
         property tests compare this with point decisions on random worlds.
         """
+        if action not in SCOPE_ACTIONS:
+            # The probe below is exact only for reads and lists: their policies do not
+            # depend on the namespace's own attributes (phase, name), which forbids on
+            # writes do (a Terminating namespace, the default namespace).
+            raise ValueError(f"scope() answers only for {sorted(SCOPE_ACTIONS)}, not {action!r}")
         context = _read_context(action)
         probe = Namespace(id=_PROBE_NAMESPACE_ID, name="probe")
         if self.check(Request(principal, action, probe, context)).allowed:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from openshell_authz import Authorizer, AuthzError
+from openshell_authz import Authorizer, AuthzError, run_policy_tests
 
 __all__ = ["PolicyHolder"]
 
@@ -41,15 +41,10 @@ class PolicyHolder:
         self._thread: threading.Thread | None = None
 
     def _load(self) -> Authorizer:
-        # The toolkit's runner: the same cases `openshell-authz test` runs.
-        from openshell_authz._policy_tests import run_policy_tests
-
         authorizer = Authorizer.from_directory(self.directory)
         if (self.directory / "tests").is_dir():
-            report = run_policy_tests(self.directory, authorizer)
-            if not report.ok:
-                first = report.file_errors[:1] or [f.name for f in report.failures[:1]]
-                raise AuthzError(f"policy tests fail ({report.failed} of {report.total} cases): {first[0]}")
+            # The same cases `openshell-authz test` runs; a set whose own tests fail is refused.
+            run_policy_tests(self.directory, authorizer).raise_if_failed()
         return authorizer
 
     def reload_now(self) -> bool:

@@ -99,7 +99,8 @@ def create(call: Call, req: api.CreateSandboxRequest) -> api.CreateSandboxRespon
             Request(call.principal, "AttachProvider", probe, AttachContext(provider=facts.provider_model(prov, ns_model)))
         )
         if not decision.allowed:
-            raise Denied(grpc.StatusCode.PERMISSION_DENIED, f'{call.identity.principal_id} may not attach provider "{pname}"')
+            who = call.identity.principal_id
+            raise Denied(grpc.StatusCode.PERMISSION_DENIED, f'{who} may not attach provider "{pname}"')
         provider_ids.append(prov.id)
     gw.driver.check_ready()
     result = gw.store.create_sandbox(

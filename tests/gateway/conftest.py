@@ -35,9 +35,11 @@ def backend_database(backend: str) -> Iterator[str]:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def module_gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayUnderTest]:
     """One OIDC gateway per test module and backend, for suites that build one world and sweep it."""
-    with backend_database(request.param) as url:
-        with start_gateway(tmp_path_factory.mktemp("gw") / "data", database_url=url) as g:
-            yield g
+    with (
+        backend_database(request.param) as url,
+        start_gateway(tmp_path_factory.mktemp("gw") / "data", database_url=url) as g,
+    ):
+        yield g
 
 
 @pytest.fixture

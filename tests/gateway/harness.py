@@ -20,7 +20,7 @@ from openshell_server.server import RunningServer, build_server
 from openshell_server.settings import OidcIssuerSettings, Settings
 from tests.authn.oidc_fixture import FakeIssuer
 
-__all__ = ["GatewayUnderTest", "Stub", "api", "call_status", "start_gateway"]
+__all__ = ["GatewayUnderTest", "Stub", "api", "call_status", "sandbox_key", "start_gateway"]
 
 
 class Stub:
@@ -78,6 +78,12 @@ def call_status(method: Any, request: Any) -> tuple[grpc.StatusCode, str, Any]:
     except grpc.RpcError as exc:
         return exc.code(), exc.details() or "", None
     return grpc.StatusCode.OK, "", result
+
+
+def sandbox_key(sbx: Any) -> tuple[Any, ...]:
+    """What a caller can change about a sandbox; phase and resource_version also move with the driver."""
+    labels = tuple(sorted(sbx.meta.labels.items()))
+    return (sbx.meta.id, sbx.meta.name, sbx.meta.namespace, tuple(sbx.providers), labels)
 
 
 @contextmanager

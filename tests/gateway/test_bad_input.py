@@ -12,9 +12,23 @@ import grpc
 import pytest
 
 from openshell_server.api import resources_pb2 as pb
-from tests.gateway.harness import GatewayUnderTest, Stub, api, call_status, start_gateway
+from tests.gateway.harness import GatewayUnderTest, Stub, api, call_status, sandbox_key, start_gateway
 
-BAD_NAMES = ["Upper", "a" * 64, "../x", "a;drop", "a b", "-lead", "trail-", "a_b", "ⅰnfra", "аdmin", "a\x00b", "x/y"]
+# Includes unicode look-alikes: roman numeral one and Cyrillic a.
+BAD_NAMES = [
+    "Upper",
+    "a" * 64,
+    "../x",
+    "a;drop",
+    "a b",
+    "-lead",
+    "trail-",
+    "a_b",
+    "\u2170nfra",
+    "\u0430dmin",
+    "a\x00b",
+    "x/y",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +50,13 @@ def _snapshot(admin: Stub) -> tuple[Any, ...]:
     ns = admin.ListNamespaces(api.ListNamespacesRequest()).namespaces
     return (
         [str(n) for n in ns],
-        [str(s) for s in admin.ListSandboxes(api.ListSandboxesRequest(all_namespaces=True)).sandboxes],
+        [sandbox_key(s) for s in admin.ListSandboxes(api.ListSandboxesRequest(all_namespaces=True)).sandboxes],
         [str(p) for p in admin.ListProviders(api.ListProvidersRequest(all_namespaces=True)).providers],
         [str(m) for m in admin.ListMembers(api.ListMembersRequest(all_namespaces=True)).members],
-        [str(s) for s in admin.ListServiceAccounts(api.ListServiceAccountsRequest(all_namespaces=True)).service_accounts],
+        [
+            str(s)
+            for s in admin.ListServiceAccounts(api.ListServiceAccountsRequest(all_namespaces=True)).service_accounts
+        ],
     )
 
 
@@ -54,7 +71,7 @@ def expect(method: Any, request: Any, code: grpc.StatusCode, field: str | None =
 
 def test_bad_names_are_invalid_argument_and_write_nothing(admin: Stub) -> None:
     before = _snapshot(admin)
-    for bad in BAD_NAMES + [""]:
+    for bad in [*BAD_NAMES, ""]:
         if bad:  # an empty namespace name means "default" for lookups; for creation it is required
             expect(admin.GetNamespace, api.GetNamespaceRequest(name=bad), grpc.StatusCode.INVALID_ARGUMENT, "name")
             expect(admin.CreateSandbox, api.CreateSandboxRequest(namespace=bad, name="ok"),
@@ -152,10 +169,18 @@ def test_duplicates_and_stale_versions(admin: Stub) -> None:
         "openshell.dev/team": "infra"
     }
     prov = admin.GetProvider(api.GetProviderRequest(namespace="team", name="creds")).provider
-    admin.UpdateProvider(api.UpdateProviderRequest(namespace="team", name="creds",
-                                                   resource_version=prov.meta.resource_version, credentials={"K": "1"}))
-    expect(admin.UpdateProvider, api.UpdateProviderRequest(
-        namespace="team", name="creds", resource_version=prov.meta.resource_version, credentials={"J": "2"}), aborted)
+    admin.UpdateProvider(
+        api.UpdateProviderRequest(
+            namespace="team", name="creds", resource_version=prov.meta.resource_version, credentials={"K": "1"}
+        )
+    )
+    expect(
+        admin.UpdateProvider,
+        api.UpdateProviderRequest(
+            namespace="team", name="creds", resource_version=prov.meta.resource_version, credentials={"J": "2"}
+        ),
+        aborted,
+    )
     keys = admin.GetProvider(api.GetProviderRequest(namespace="team", name="creds")).provider.credential_keys
     assert list(keys) == ["K"]
 

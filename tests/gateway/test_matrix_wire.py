@@ -80,7 +80,9 @@ def world(module_gw: GatewayUnderTest) -> World:
         admin.AddMember(api.AddMemberRequest(namespace="team-own", principal=pid, role=ns_role))
         callers[role], principal_ids[role] = gw.as_user(f"m-{role}"), pid
     admin.CreateServiceAccount(api.CreateServiceAccountRequest(namespace="team-own", name="ci"))
-    sa_token = admin.IssueServiceAccountToken(api.IssueServiceAccountTokenRequest(namespace="team-own", name="ci")).token
+    sa_token = admin.IssueServiceAccountToken(
+        api.IssueServiceAccountTokenRequest(namespace="team-own", name="ci")
+    ).token
     callers["service_account"] = gw.client(sa_token)
     sup_token, _ = gw.gateway.minter.mint_supervisor(ids[("team-own", "box")], "team-own", 3600)
     callers["supervisor"] = gw.client(sup_token)
@@ -97,7 +99,9 @@ def _fresh_namespace(w: World, role: str, scope: str) -> str:
     name = w.fresh("dn")
     w.admin.CreateNamespace(api.CreateNamespaceRequest(name=name, ceiling=CEILING))
     if scope == "own" and role in NAMESPACE_ROLES:
-        w.admin.AddMember(api.AddMemberRequest(namespace=name, principal=w.principal_ids[role], role=NAMESPACE_ROLES[role]))
+        w.admin.AddMember(
+            api.AddMemberRequest(namespace=name, principal=w.principal_ids[role], role=NAMESPACE_ROLES[role])
+        )
     return name
 
 
@@ -176,16 +180,19 @@ BUILDERS: dict[str, Builder] = {
     "GetNamespace": lambda w, r, s, ns: ("GetNamespace", api.GetNamespaceRequest(name=ns)),
     "ListNamespaces": lambda w, r, s, ns: ("ListNamespaces", api.ListNamespacesRequest()),
     "AddMember": lambda w, r, s, ns: (
-        "AddMember", api.AddMemberRequest(namespace=ns, principal=w.gw.principal_id(w.fresh("am")), role="user")
+        "AddMember",
+        api.AddMemberRequest(namespace=ns, principal=w.gw.principal_id(w.fresh("am")), role="user"),
     ),
     "RemoveMember": _remove_member,
     "ListMembers": lambda w, r, s, ns: ("ListMembers", api.ListMembersRequest(namespace=ns)),
     "CreateServiceAccount": lambda w, r, s, ns: (
-        "CreateServiceAccount", api.CreateServiceAccountRequest(namespace=ns, name=w.fresh("csa"))
+        "CreateServiceAccount",
+        api.CreateServiceAccountRequest(namespace=ns, name=w.fresh("csa")),
     ),
     "DeleteServiceAccount": _delete_sa,
     "IssueServiceAccountToken": lambda w, r, s, ns: (
-        "IssueServiceAccountToken", api.IssueServiceAccountTokenRequest(namespace=ns, name="robot")
+        "IssueServiceAccountToken",
+        api.IssueServiceAccountTokenRequest(namespace=ns, name="robot"),
     ),
     "ListServiceAccounts": lambda w, r, s, ns: ("ListServiceAccounts", api.ListServiceAccountsRequest(namespace=ns)),
     "CreateSandbox": lambda w, r, s, ns: ("CreateSandbox", api.CreateSandboxRequest(namespace=ns, name=w.fresh("csb"))),
@@ -195,9 +202,13 @@ BUILDERS: dict[str, Builder] = {
     "ExecSandbox": _sandbox_rpc("ExecSandbox", api.ExecSandboxRequest, argv=["true"]),
     "GetSandboxLogs": _sandbox_rpc("GetSandboxLogs", api.GetSandboxLogsRequest),
     "GetSandboxPolicy": _sandbox_rpc("GetSandboxPolicy", api.GetSandboxPolicyRequest),
-    "CreateProvider": lambda w, r, s, ns: ("CreateProvider", api.CreateProviderRequest(namespace=ns, name=w.fresh("cp"))),
+    "CreateProvider": lambda w, r, s, ns: (
+        "CreateProvider",
+        api.CreateProviderRequest(namespace=ns, name=w.fresh("cp")),
+    ),
     "UpdateProvider": lambda w, r, s, ns: (
-        "UpdateProvider", api.UpdateProviderRequest(namespace=ns, name="creds", labels=pb.Labels(items={"k": "v"}))
+        "UpdateProvider",
+        api.UpdateProviderRequest(namespace=ns, name="creds", labels=pb.Labels(items={"k": "v"})),
     ),
     "DeleteProvider": _delete_provider,
     "GetProvider": lambda w, r, s, ns: ("GetProvider", api.GetProviderRequest(namespace=ns, name="creds")),
@@ -206,7 +217,8 @@ BUILDERS: dict[str, Builder] = {
     "DetachProvider": _detach,
     "GetGatewayConfig": lambda w, r, s, ns: ("GetGatewayConfig", api.GetGatewayConfigRequest()),
     "UpdateGatewayConfig": lambda w, r, s, ns: (
-        "UpdateGatewayConfig", api.UpdateGatewayConfigRequest(config=pb.GatewayConfig())
+        "UpdateGatewayConfig",
+        api.UpdateGatewayConfigRequest(config=pb.GatewayConfig()),
     ),
     "ListAuditEvents": lambda w, r, s, ns: ("ListAuditEvents", api.ListAuditEventsRequest(namespace=ns)),
     "GetSandboxConfig": _supervisor_rpc("GetSandboxConfig", api.GetSandboxConfigRequest),
@@ -218,7 +230,14 @@ BUILDERS: dict[str, Builder] = {
     "WhoAmI": lambda w, r, s, ns: ("WhoAmI", api.WhoAmIRequest()),
     "CheckAccess": lambda w, r, s, ns: ("CheckAccess", api.CheckAccessRequest(action="WhoAmI", kind="gateway")),
 }
-GATEWAY_TARGETS = {"CreateNamespace", "ListNamespaces", "GetGatewayConfig", "UpdateGatewayConfig", "WhoAmI", "CheckAccess"}
+GATEWAY_TARGETS = {
+    "CreateNamespace",
+    "ListNamespaces",
+    "GetGatewayConfig",
+    "UpdateGatewayConfig",
+    "WhoAmI",
+    "CheckAccess",
+}
 
 
 def test_every_spec_action_has_a_wire_request() -> None:
@@ -245,7 +264,9 @@ def test_matrix_over_the_wire(world: World, role: str) -> None:
             want = cell == "all" or (cell == "own" and scope == "own")
             got, code, details = _cell_result(world, role, action, scope)
             if got != want:
-                disagreements.append(f"{action}/{scope}: spec {'allows' if want else 'refuses'}, wire {code.name} {details}")
+                disagreements.append(
+                    f"{action}/{scope}: spec {'allows' if want else 'refuses'}, wire {code.name} {details}"
+                )
                 continue
             if got or code == grpc.StatusCode.OK:
                 continue

@@ -90,7 +90,9 @@ def test_policy_reload_keeps_old_set_on_error_and_takes_a_valid_change(tmp_path:
         gail = gw.principal_id("gail")
         (policies / "zz_ops.cedar").write_text(
             '@id("ops.gail_is_suspended")\n'
-            'forbid (principal, action == Action::"GetGatewayConfig", resource) when { principal == User::"' + gail + '" };\n'
+            'forbid (principal, action == Action::"GetGatewayConfig", resource) when { principal == User::"'
+            + gail
+            + '" };\n'
         )
         assert holder.reload_now() is True, holder.last_error
         after = auditor.CheckAccess(ask)

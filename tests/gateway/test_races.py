@@ -26,7 +26,7 @@ def _race(gw: GatewayUnderTest, ns: str, *, with_blocker: bool) -> None:
 
     def create(i: int) -> None:
         go.wait()
-        code, details, result = call_status(racer.CreateSandbox, api.CreateSandboxRequest(namespace=ns, name=f"s{i}"))
+        code, _, result = call_status(racer.CreateSandbox, api.CreateSandboxRequest(namespace=ns, name=f"s{i}"))
         with lock:
             outcomes.append(code)
             if code == grpc.StatusCode.OK:

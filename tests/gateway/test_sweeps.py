@@ -17,7 +17,7 @@ import pytest
 
 from openshell_server.api import methods
 from openshell_server.api import resources_pb2 as pb
-from tests.gateway.harness import GatewayUnderTest, Stub, api, call_status, start_gateway
+from tests.gateway.harness import GatewayUnderTest, Stub, api, call_status, sandbox_key, start_gateway
 
 REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND)
 RPCS = sorted(m.rsplit("/", 1)[1] for m in methods())
@@ -101,8 +101,13 @@ def _state(w: World) -> tuple[Any, ...]:
     for ns in ("alpha", "beta"):
         out.append(str(a.GetNamespace(api.GetNamespaceRequest(name=ns)).namespace))
         out.append(sorted(m.principal + m.role for m in a.ListMembers(api.ListMembersRequest(namespace=ns)).members))
-        out.append(sorted(s.meta.name for s in a.ListServiceAccounts(api.ListServiceAccountsRequest(namespace=ns)).service_accounts))
-        out.append([str(s) for s in a.ListSandboxes(api.ListSandboxesRequest(namespace=ns)).sandboxes])
+        out.append(
+            sorted(
+                s.meta.name
+                for s in a.ListServiceAccounts(api.ListServiceAccountsRequest(namespace=ns)).service_accounts
+            )
+        )
+        out.append([sandbox_key(s) for s in a.ListSandboxes(api.ListSandboxesRequest(namespace=ns)).sandboxes])
         out.append([str(p) for p in a.ListProviders(api.ListProvidersRequest(namespace=ns)).providers])
     out.append(str(a.GetGatewayConfig(api.GetGatewayConfigRequest())))
     return tuple(out)
@@ -146,7 +151,7 @@ def test_supervisor_reaches_only_its_own_sandbox(world: World) -> None:
     before = _state(world)
     allowed = set()
     for rpc in RPCS:
-        code, details, result = call_status(getattr(sup, rpc), plausible_request(rpc, "alpha", own_id))
+        code, details, _ = call_status(getattr(sup, rpc), plausible_request(rpc, "alpha", own_id))
         if code == grpc.StatusCode.OK:
             allowed.add(rpc)
         else:
@@ -190,7 +195,9 @@ def test_service_account_cannot_reach_another_namespace(world: World) -> None:
     before = _state(world)
     allowed = set()
     for rpc in RPCS:
-        code, details, result = call_status(getattr(sa, rpc), plausible_request(rpc, "alpha", world.sandbox_ids[("alpha", "box")]))
+        code, details, _ = call_status(
+            getattr(sa, rpc), plausible_request(rpc, "alpha", world.sandbox_ids[("alpha", "box")])
+        )
         if code == grpc.StatusCode.OK:
             allowed.add(rpc)
             continue
@@ -211,7 +218,9 @@ def test_service_account_cannot_reach_another_namespace(world: World) -> None:
 def test_service_account_lifecycle(world: World) -> None:
     admin, gw = world.admin, world.gw
     admin.CreateNamespace(api.CreateNamespaceRequest(name="robots"))
-    admin.AddMember(api.AddMemberRequest(namespace="robots", principal=gw.principal_id("rob-admin"), role="namespace_admin"))
+    admin.AddMember(
+        api.AddMemberRequest(namespace="robots", principal=gw.principal_id("rob-admin"), role="namespace_admin")
+    )
     ns_admin = gw.as_user("rob-admin")
     created = ns_admin.CreateServiceAccount(api.CreateServiceAccountRequest(namespace="robots", name="deployer"))
     assert created.service_account.subject == "system:serviceaccount:robots:deployer"

@@ -31,8 +31,10 @@ def _unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes =
 
 
 def _hs256_with_public_key(issuer: FakeIssuer) -> str:
-    pem = issuer.private_key().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        issuer.private_key()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     head = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": issuer.active_kid}).encode())
     body = _b64(json.dumps(issuer.claims("mallory", ["platform_admin"])).encode())
@@ -98,7 +100,8 @@ def _bad_tokens(gw: GatewayUnderTest, tmp_path: Path) -> dict[str, str]:
         "minted for another gateway": other_gw.mint_service_account(alive.meta.id, "tok", "alive", 600)[0],
         "minted with a foreign key": foreign_keys.mint_service_account(alive.meta.id, "tok", "alive", 600)[0],
         "minted service account id mismatch": gw.gateway.minter.mint_service_account(
-            alive.meta.id, "tok", "someone-else", 600)[0],  # fmt: skip
+            alive.meta.id, "tok", "someone-else", 600
+        )[0],
     }
 
 
@@ -174,4 +177,3 @@ def test_local_mode_rejects_bad_tokens_and_honours_minted_ones(tmp_path: Path) -
             assert code == grpc.StatusCode.PERMISSION_DENIED
         created = sa.CreateSandbox(api.CreateSandboxRequest(name="sa-box")).sandbox
         assert created.meta.created_by == "system:serviceaccount:default:ci"
-

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,22 +42,43 @@ class Account:
         return f"user-{self.name}"
 
 
+# The accounts' processes load this project from the shared virtualenv's site-packages.
+_BOOT = f"""
+import site, sys
+site.addsitedir({sysconfig.get_paths()["purelib"]!r})
+if sys.argv[1:2] == ["--code"]:
+    exec(sys.argv[2])
+else:
+    from openshell_server.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _interpreter_for_accounts() -> str | None:
+    """This Python if every account may run it, else a system Python of the same version."""
+    path = Path(sys.executable).resolve()
+    if all(os.stat(p).st_mode & 0o001 for p in [*path.parents, path]):
+        return str(path)
+    candidate = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin:/bin")
+    return candidate
+
+
 @dataclass
 class Workstation:
     gateway: GatewayUnderTest
     socket: Path
+    python: str
 
     def run(self, account: Account | None, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` (``openshell`` arguments, or ``-c CODE`` for Python) as ``account`` (None = root)."""
-        command = [sys.executable, *argv] if argv[:1] == ("-c",) else [sys.executable, "-m", "openshell_server.cli", *argv]
+        """Run ``openshell argv`` (or, with ``argv = ("--code", SRC)``, Python code) as ``account`` (None = root)."""
         base = {
             "PATH": "/usr/bin:/bin", "HOME": account.home if account else "/root", "PYTHONDONTWRITEBYTECODE": "1",
             "OPENSHELL_UNIX_SOCKET": str(self.socket),
         }  # fmt: skip
         ids = {"user": account.uid, "group": account.gid, "extra_groups": []} if account else {}
         return subprocess.run(
-            command, env={**base, **(env or {})}, capture_output=True, text=True, timeout=60,
-            cwd=account.home if account else "/", **ids,  # type: ignore[arg-type]
+            [self.python, "-c", _BOOT, *argv], env={**base, **(env or {})}, capture_output=True, text=True,
+            timeout=60, cwd=account.home if account else "/", **ids,  # type: ignore[arg-type]
         )  # fmt: skip
 
     def json(self, account: Account | None, *argv: str) -> dict:
@@ -83,6 +105,8 @@ def make_account() -> Iterator[object]:
         pytest.skip("workstation tests create real accounts with useradd and need root")
     if shutil.which("useradd") is None or shutil.which("userdel") is None:
         pytest.skip("workstation tests need useradd/userdel (apt-get install passwd)")
+    if _interpreter_for_accounts() is None:
+        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} that other accounts may run")
     created: list[Account] = []
 
     def make() -> Account:
@@ -108,6 +132,6 @@ def workstation(make_account, tmp_path_factory: pytest.TempPathFactory) -> Itera
     socket = top / "run" / "gateway.sock"  # the gateway creates run/ itself, as for /run/openshell
     try:
         with start_gateway(data, oidc=False, unix_socket=str(socket)) as gw:
-            yield Workstation(gw, socket)
+            yield Workstation(gw, socket, str(_interpreter_for_accounts()))
     finally:
         shutil.rmtree(top, ignore_errors=True)

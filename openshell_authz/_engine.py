@@ -12,7 +12,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -57,7 +57,9 @@ class CompiledPolicies:
     # Hot-path caches (see evaluate): request shapes Cedar's validator accepted, and
     # parsed entity sets keyed by their JSON text. Both only ever affect speed.
     _validated: set[tuple[Any, ...]] = field(default_factory=set, repr=False, compare=False)
-    _entities: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
+    _entities: OrderedDict[Any, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
+    # Principal slices (action hierarchy + the principal's closure) parsed once per principal.
+    _bases: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     # The schema's action hierarchy (action groups) as pre-parsed entities: evaluation
     # without the schema still needs to know that CreateSandbox is in Creates.
@@ -175,6 +177,9 @@ def _schema_actions(schema_text: str) -> list[str]:
 
 
 ENTITY_CACHE_SIZE = 4096
+BASE_CACHE_SIZE = 1024
+#: Entities for one request: one JSON array, or (principal slice, rest) from ``entity_slices``.
+EntitiesArg = str | tuple[str, str]
 
 
 def _shape(value: Any) -> Any:
@@ -189,25 +194,86 @@ def _shape(value: Any) -> Any:
 
 
 def _signature(request: Mapping[str, Any]) -> tuple[Any, ...]:
+    context = request.get("context")
     return (
         request["action"]["id"],
         request["principal"]["type"],
         request["resource"]["type"],
-        _shape(request.get("context") or {}),
+        _shape(context) if context else (),
     )
 
 
-def _entities_handle(compiled: CompiledPolicies, entities_json: str) -> Any:
+def _lru_put(compiled: CompiledPolicies, cache: OrderedDict[Any, Any], key: Any, value: Any, size: int) -> None:
+    with compiled._lock:
+        cache[key] = value
+        if len(cache) > size:
+            cache.popitem(last=False)
+
+
+def _entities_handle(compiled: CompiledPolicies, entities: EntitiesArg) -> Any:
     cache = compiled._entities
-    handle = cache.get(entities_json)  # a plain dict read is atomic; LRU order is best effort
+    handle = cache.get(entities)  # a plain dict read is atomic; LRU order is best effort
     if handle is not None:
         return handle
-    handle = compiled.action_entities.with_added_json_str(entities_json)
-    with compiled._lock:
-        cache[entities_json] = handle
-        if len(cache) > ENTITY_CACHE_SIZE:
-            cache.popitem(last=False)
+    if isinstance(entities, str):
+        handle = compiled.action_entities.with_added_json_str(entities)
+    else:
+        # Parse only the rest onto the principal's cached slice: a user's first call on a
+        # new sandbox costs a clone plus one small parse, not the whole set.
+        base_json, rest_json = entities
+        base = compiled._bases.get(base_json)
+        if base is None:
+            base = compiled.action_entities.with_added_json_str(base_json)
+            _lru_put(compiled, compiled._bases, base_json, base, BASE_CACHE_SIZE)
+        handle = base.with_added_json_str(rest_json) if rest_json != "[]" else base
+    _lru_put(compiled, cache, entities, handle, ENTITY_CACHE_SIZE)
     return handle
+
+
+def _probe_internal() -> Callable[..., str] | None:
+    """cedarpy's extension entry point, if it answers as the public wrapper expects.
+
+    ``cedarpy.is_authorized`` wraps it with a JSON encode of the context, a request
+    copy and result objects; calling it directly saves that per decision. Anything
+    unexpected (another cedarpy version) falls back to the public API.
+    """
+    fn = getattr(getattr(cedarpy, "_internal", None), "is_authorized", None)
+    if fn is None:
+        return None
+    try:
+        ps = cedarpy.PolicySet.from_str("permit(principal, action, resource);")
+        ents = cedarpy.Entities.from_json_str("[]")
+        uid = {"type": "T", "id": "x"}
+        request = {"principal": uid, "action": uid, "resource": uid, "context": "{}"}
+        out = json.loads(fn(request, ps, ents._inner, None, False))
+        if out["decision"] != "Allow" or "reason" not in out["diagnostics"]:
+            return None
+    except Exception:  # noqa: BLE001 - any surprise means: use the public API
+        return None
+    return fn
+
+
+_INTERNAL = _probe_internal()
+_EMPTY_CONTEXT = "{}"
+
+
+def _authorize(
+    request: Mapping[str, Any], policy_set: Any, entities: Any, schema: Any
+) -> tuple[bool, list[Any], list[Any]]:
+    """One Cedar decision: (allowed, reasons, errors)."""
+    if _INTERNAL is not None:
+        context = request.get("context")
+        call = {
+            "principal": request["principal"],
+            "action": request["action"],
+            "resource": request["resource"],
+            "context": json.dumps(context) if context else _EMPTY_CONTEXT,
+        }
+        out = json.loads(_INTERNAL(call, policy_set, entities._inner, schema, False))
+        diag = out["diagnostics"]
+        return out["decision"] == "Allow", diag.get("reason") or [], diag.get("errors") or []
+    result = cedarpy.is_authorized(request, policy_set, entities, schema)
+    return result.allowed, result.diagnostics.reasons, result.diagnostics.errors
 
 
 def _action_entities(schema_text: str) -> list[dict[str, Any]]:
@@ -232,7 +298,7 @@ def _action_entities(schema_text: str) -> list[dict[str, Any]]:
 
 
 def evaluate(
-    compiled: CompiledPolicies, requests: Sequence[Mapping[str, Any]], entities_json: str
+    compiled: CompiledPolicies, requests: Sequence[Mapping[str, Any]], entities_json: EntitiesArg
 ) -> list[RawDecision]:
     """Evaluate requests against one entity set. Never raises: failures become errors (deny).
 
@@ -266,19 +332,24 @@ def evaluate(
     return [r for r in out if r is not None]
 
 
-def evaluate_one(compiled: CompiledPolicies, request: Mapping[str, Any], entities_json: str) -> RawDecision:
+def evaluate_one(compiled: CompiledPolicies, request: Mapping[str, Any], entities: EntitiesArg) -> RawDecision:
     """:func:`evaluate` for a single request, without the batch bookkeeping (the hot path)."""
     try:
-        entities = _entities_handle(compiled, entities_json)
+        handle = _entities_handle(compiled, entities)
     except Exception as exc:  # noqa: BLE001
         return RawDecision(False, (), (f"bad entities: {exc}",))
     signature = _signature(request)
     validated = signature in compiled._validated
     try:
-        result = cedarpy.is_authorized(request, compiled.policy_set, entities, None if validated else compiled.schema)
+        allowed, reasons, errors = _authorize(
+            request, compiled.policy_set, handle, None if validated else compiled.schema
+        )
     except Exception as exc:  # noqa: BLE001
         return RawDecision(False, (), (f"evaluation failed: {exc}",))
-    raw = _raw(compiled, result)
+    ids = compiled.positional_ids
+    raw = RawDecision(
+        allowed and not errors, tuple(ids.get(r, r) for r in reasons), tuple(map(str, errors)) if errors else ()
+    )
     if not validated and not any("failed to build request" in e for e in raw.errors):
         compiled._validated.add(signature)
     return raw

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from openshell_authz import _engine
-from openshell_authz._entities import entities_json, entity_uid
+from openshell_authz._entities import cached_uid, entities_json, entity_slices, entity_uid
 from openshell_authz.context import AttachContext, Context, ListContext, MemberContext, UpdateNamespaceContext
 from openshell_authz.errors import NotFound, PermissionDenied
 from openshell_authz.models import (
@@ -117,12 +117,12 @@ class Authorizer:
         try:
             context, context_objects = _context(request.context)
             cedar_request = {
-                "principal": entity_uid(request.principal),
-                "action": {"type": "Action", "id": request.action},
-                "resource": entity_uid(request.resource),
+                "principal": cached_uid(request.principal),
+                "action": _action_uid(request.action),
+                "resource": cached_uid(request.resource),
                 "context": context,
             }
-            ents = entities_json((request.principal, request.resource, *context_objects))
+            ents = entity_slices(request.principal, (request.resource, *context_objects))
         except (TypeError, ValueError) as exc:
             return Response(Decision.DENY, errors=(f"bad request: {exc}",), policy_hash=h)
         raw = _engine.evaluate_one(self._compiled, cedar_request, ents)
@@ -209,6 +209,17 @@ class Authorizer:
         return NamespaceScope(
             all=False, namespace_ids=frozenset(ns.id for ns, r in zip(ns_list, answers, strict=True) if r.allowed)
         )
+
+
+_ACTION_UIDS: dict[str, dict[str, str]] = {}
+
+
+def _action_uid(action: str) -> dict[str, str]:
+    """The shared ``{"type": "Action", "id": action}`` (callers only pass known actions)."""
+    uid = _ACTION_UIDS.get(action)
+    if uid is None:
+        uid = _ACTION_UIDS.setdefault(action, {"type": "Action", "id": action})
+    return uid
 
 
 def member_namespace_ids(principal: Principal) -> frozenset[str]:

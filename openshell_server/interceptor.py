@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,10 @@ import grpc
 from openshell_authz import Principal, Request, Response
 from openshell_server import facts, targets
 from openshell_server.api import method_authz, methods
+from openshell_server.audit import AuditWriteError
 from openshell_server.authn import AuthenticationError, Identity
 from openshell_server.status import Denied, to_status
+from openshell_server.store import before_commit
 
 if TYPE_CHECKING:
     from openshell_server.app import Gateway
@@ -49,6 +52,7 @@ class Call:
     peer: str
     grpc_context: grpc.ServicerContext
     audit_extra: dict[str, str] = field(default_factory=dict)
+    audited: bool = False  # the success event was written (before the first commit)
 
     @property
     def authorizer(self) -> Any:
@@ -120,12 +124,13 @@ class AuthzInterceptor(grpc.ServerInterceptor):
             call = self._admit(rule, request, ctx, cid)
             token = _CURRENT.set(call)
             try:
-                result = inner(request, ctx)
+                with self._audit_before_commit(call):
+                    result = inner(request, ctx)
             finally:
                 _CURRENT.reset(token)
             self._finish(call, "OK")
             return result
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status in _fail
             self._fail(rule, call, exc, ctx, cid)
         finally:
             self._gateway.metrics.observe_rpc(rule.method, time.perf_counter() - started)
@@ -140,11 +145,12 @@ class AuthzInterceptor(grpc.ServerInterceptor):
             call = self._admit(rule, request, ctx, cid)
             token = _CURRENT.set(call)
             try:
-                yield from inner(request, ctx)
+                with self._audit_before_commit(call):
+                    yield from inner(request, ctx)
             finally:
                 _CURRENT.reset(token)
             self._finish(call, "OK")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status in _fail
             self._fail(rule, call, exc, ctx, cid)
 
     # ------------------------------------------------------------------ the pipeline
@@ -187,15 +193,34 @@ class AuthzInterceptor(grpc.ServerInterceptor):
         self._audit(call, "denied", denied.code.name, str(denied))
         return denied
 
+    def _audit_before_commit(self, call: Call) -> AbstractContextManager[None]:
+        """Write a mutating call's audit event inside its first store transaction.
+
+        If the audit log cannot be written the transaction rolls back and the call
+        fails: nothing is committed without its event.
+        """
+        if not call.rule.mutating:
+            return nullcontext()
+
+        def hook() -> None:
+            if not call.audited:
+                self._audit(call, "allowed", "OK", "")
+                call.audited = True
+
+        return before_commit(hook)
+
     def _finish(self, call: Call, status: str) -> None:
-        if call.rule.mutating:
+        if call.rule.mutating and not call.audited:  # e.g. ExecSandbox: no store write to hook
             self._audit(call, "allowed", status, "")
+            call.audited = True
 
     def _fail(self, rule: targets.Rule, call: Call | None, exc: Exception, ctx: grpc.ServicerContext, cid: str) -> None:
         code, message = to_status(exc, cid)
         if call is None and isinstance(exc, AuthenticationError):
             self._gateway.audit_unauthenticated(rule, ctx.peer(), cid, message)
-        elif call is not None and call.decision.allowed and rule.mutating:
+        elif call is not None and call.decision.allowed and rule.mutating and not isinstance(exc, AuditWriteError):
+            # Normally the call's only event. If a write already committed (and was audited)
+            # before the failure, this second event records that the call did not complete.
             self._audit(call, "error", code.name, message)
         ctx.abort(code, message)
 

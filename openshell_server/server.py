@@ -81,7 +81,10 @@ def build_server(settings: Settings, *, max_workers: int = 16) -> RunningServer:
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[AuthzInterceptor(gateway)],
         # so_reuseport=0: a second gateway on the same port must fail, not silently share traffic.
-        options=[("grpc.max_receive_message_length", 4 * 1024 * 1024), ("grpc.so_reuseport", 0)],
+        options=[("grpc.max_receive_message_length", 4 * 1024 * 1024), ("grpc.so_reuseport", 0),
+                 # Let oversized tokens reach the authenticator (UNAUTHENTICATED + audit) instead of
+                 # being cut off by gRPC with RESOURCE_EXHAUSTED before any audit is possible.
+                 ("grpc.max_metadata_size", 64 * 1024)],
     )
     openshell_pb2_grpc.add_OpenShellServicer_to_server(OpenShellServicer(), server)
     health_servicer = health.HealthServicer()

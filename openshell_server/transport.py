@@ -360,6 +360,13 @@ class IdentityBroker:
             reply = {"error": "the identity broker failed; see the gateway log"}
         with contextlib.suppress(OSError):  # the client went away; nothing to tell it
             conn.sendall(json.dumps(reply).encode("utf-8") + b"\n")
+            conn.shutdown(socket.SHUT_WR)
+            # Discard whatever the client sent (never read as input): closing with unread data would
+            # reset the connection before the client has read the reply.
+            conn.settimeout(1.0)
+            for _ in range(16):
+                if not conn.recv(4096):
+                    break
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, name="identity-broker", daemon=True)

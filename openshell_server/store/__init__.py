@@ -40,6 +40,7 @@ from ._records import (
     SandboxRecord,
     ServiceAccountRecord,
 )
+from ._commit_hooks import before_commit
 from ._sql import DEFAULT_MAX_MEMBERS, SqlStore
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "SqlStore",
     "Store",
     "StoreError",
+    "before_commit",
     "open_store",
 ]
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from openshell_authz.models import NamespaceRole, is_dns1123_label
 
 from . import _schema as t
+from ._commit_hooks import run_before_commit
 from ._engine import WRITE_OPTION
 from ._errors import (
     AlreadyExists,
@@ -299,6 +300,7 @@ class SqlStore:
     def _write(self) -> Iterator[Connection]:
         with self._writer.begin() as conn:
             yield conn
+            run_before_commit()  # e.g. the call's audit event; raising rolls the write back
 
     def _lock_namespace(self, conn: Connection, namespace_id: str, *, creating: bool = False) -> NamespaceRecord:
         row = conn.execute(sa.select(*_NS_COLS).where(t.namespaces.c.id == namespace_id).with_for_update()).first()

@@ -83,7 +83,7 @@ def test_policy_reload_keeps_old_set_on_error_and_takes_a_valid_change(tmp_path:
             '@id("ops.no_config_for_auditors")\n'
             'forbid (principal in Role::"auditor", action == Action::"GetGatewayConfig", resource);\n'
         )
-        assert holder.reload_now() is False and "policy tests" in holder.last_error
+        assert holder.reload_now() is False and "policy test" in holder.last_error
         assert auditor.CheckAccess(ask).allowed
 
         # A valid change (the policy tests still pass): the hash changes and the new set decides.

@@ -69,7 +69,9 @@ class Workstation:
     socket: Path
     python: str
 
-    def run(self, account: Account | None, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, account: Account | None, *argv: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``openshell argv`` (or, with ``argv = ("--code", SRC)``, Python code) as ``account`` (None = root)."""
         base = {
             "PATH": "/usr/bin:/bin", "HOME": account.home if account else "/root", "PYTHONDONTWRITEBYTECODE": "1",

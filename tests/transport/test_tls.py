@@ -102,7 +102,9 @@ def _whoami(port: int, ca: Path | None, client: tuple[Path, Path] | None = None,
             return str(exc.code().name)  # type: ignore[attr-defined]
 
 
-def test_tls_gateway_serves_verified_clients_and_refuses_plaintext_and_wrong_ca(tmp_path: Path, pki: Pki, capsys) -> None:
+def test_tls_gateway_serves_verified_clients_and_refuses_plaintext_and_wrong_ca(
+    tmp_path: Path, pki: Pki, capsys
+) -> None:
     with _tls_gateway(tmp_path, pki) as gw:
         assert _whoami(gw.port, pki.ca_file) == "local"
         assert _whoami(gw.port, None) == "UNAVAILABLE"  # plaintext against TLS
@@ -157,9 +159,11 @@ def test_bad_tls_settings_stop_the_start_with_one_line(tmp_path: Path, pki: Pki)
         ServerTls(cert, other_key)
     with pytest.raises(TransportError, match="cannot read the TLS certificate"):
         ServerTls(tmp_path / "missing.crt", key)
-    with pytest.raises(SystemExit, match="OPENSHELL_TLS_CERT and OPENSHELL_TLS_KEY go together"):
-        with start_gateway(tmp_path / "data", oidc=False, tls_cert=cert):
-            pass
+    with (
+        pytest.raises(SystemExit, match="OPENSHELL_TLS_CERT and OPENSHELL_TLS_KEY go together"),
+        start_gateway(tmp_path / "data", oidc=False, tls_cert=cert),
+    ):
+        pass
 
 
 def test_client_certificate_subject_is_a_principal_that_gains_access_through_membership(

@@ -49,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     if settings.metrics_listen:
         port = running.gateway.metrics.serve(settings.metrics_listen)
         log.info("metrics on %s (port %d)", settings.metrics_listen, port)
-    host = settings.listen.rpartition(":")[0]
+    where = []
+    if settings.listen:
+        where.append(f"{settings.listen.rpartition(':')[0]}:{running.port}")
+    if running.unix_socket is not None:
+        where.append(f"unix:{running.unix_socket}")
     log.info(
-        "openshell-gateway listening on %s:%d (gateway id %s, driver %s, %s mode, policies %s)",
-        host, running.port, settings.gateway_id, settings.driver,
+        "openshell-gateway listening on %s (gateway id %s, driver %s, %s mode, policies %s)",
+        " and ".join(where), settings.gateway_id, settings.driver,
         "local single-player" if settings.local_mode else "OIDC", running.gateway.policies.current.policy_hash[:12],
     )  # fmt: skip
-    print(f"openshell-gateway listening on {host}:{running.port}", flush=True)
+    print(f"openshell-gateway listening on {' and '.join(where)}", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

@@ -1,11 +1,13 @@
 """Which decisions change between two policy sets: over the matrix, and over recorded requests.
 
 Recorded requests come from the gateway's audit log: each event carries the
-request it decided at ``unmapped.authz_request`` in :func:`request_to_dict` form.
+request it decided at ``unmapped.extra.authz_request``, the :func:`request_to_dict`
+form serialised as a JSON string (OCSF ``unmapped.extra`` values are strings).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,12 +58,14 @@ def matrix_changes(old: Authorizer, new: Authorizer) -> list[CellChange]:
 def recorded_request(event: Mapping[str, Any]) -> Request | None:
     """The request an audit event recorded, or None when it has none (or it is malformed)."""
     unmapped = event.get("unmapped")
-    data = unmapped.get("authz_request") if isinstance(unmapped, Mapping) else None
-    if not isinstance(data, Mapping):
+    extra = unmapped.get("extra") if isinstance(unmapped, Mapping) else None
+    raw = extra.get("authz_request") if isinstance(extra, Mapping) else None
+    if not isinstance(raw, str):
         return None
     try:
-        return request_from_dict(data)
-    except ValueError:
+        data = json.loads(raw)
+        return request_from_dict(data) if isinstance(data, Mapping) else None
+    except ValueError:  # json.JSONDecodeError is a ValueError too
         return None
 
 

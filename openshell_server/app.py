@@ -82,7 +82,8 @@ class Gateway:
             outcome=outcome,
             status_code=status,
             target_kind=target.kind,
-            target_namespace=target.namespace_name,
+            # A namespace is its own namespace (CreateNamespace has no namespace record yet).
+            target_namespace=target.namespace_name or (target.name if target.kind == "namespace" else ""),
             target_name=target.name,
             target_id=getattr(target.record, "id", "") if target.record is not None else "",
             policy_ids=tuple(call.decision.reasons),

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from openshell_server import store as st
-from openshell_server.audit import AuditRecord
+from openshell_server.audit import AuditRecord, AuditWriteError
 from openshell_server.drivers import DriverError, SandboxSpec, reconcile
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class Background:
         while not self.stop_event.wait(interval):
             try:
                 work()
-            except Exception:  # noqa: BLE001 - a background loop must survive one bad round
+            except Exception:
                 log.exception("background round failed")
 
     # ------------------------------------------------------------------ reconciliation
@@ -96,7 +96,7 @@ class Background:
             try:
                 store.create_sandbox(
                     ns.id, obj.name, created_by=SYSTEM_ACTOR, sandbox_id=obj.id, phase=obj.phase.value,
-                    message="adopted from the compute driver", enforce_quota=False,
+                    message="adopted from the compute driver",
                 )  # fmt: skip
                 adopted += 1
             except st.StoreError as exc:
@@ -111,9 +111,13 @@ class Background:
                         if event.deleted:
                             rec = self.gw.store.get_sandbox_by_id(event.sandbox_id)
                             if rec.phase != "Deleting":
-                                self.gw.store.update_sandbox(event.sandbox_id, phase="Error", message="removed by the driver")
+                                self.gw.store.update_sandbox(
+                                    event.sandbox_id, phase="Error", message="removed by the driver"
+                                )
                         else:
-                            self.gw.store.update_sandbox(event.sandbox_id, phase=event.phase.value, message=event.message)
+                            self.gw.store.update_sandbox(
+                                event.sandbox_id, phase=event.phase.value, message=event.message
+                            )
                     except st.NotFound:
                         continue
             except DriverError as exc:
@@ -121,27 +125,51 @@ class Background:
             self.stop_event.wait(1.0)
 
     # ------------------------------------------------------------------ lifetime reaper
+    def _past_lifetime(self, now: datetime) -> list[st.SandboxRecord]:
+        """Sandboxes past their expiry, and those older than their namespace's *current* lifetime limit.
+
+        ``expires_at`` is fixed at creation; a limit lowered afterwards applies to
+        the sandboxes already running too.
+        """
+        store = self.gw.store
+        due = {r.id: r for r in store.list_expired_sandboxes(now)}
+        limits = {
+            ns.id: ns.effective_limits.max_sandbox_lifetime_seconds
+            for ns in store.list_namespaces()
+            if ns.effective_limits.max_sandbox_lifetime_seconds
+        }
+        if limits:
+            for rec in store.list_sandboxes(limits).items:
+                if rec.created_at + timedelta(seconds=limits[rec.namespace_id]) <= now:
+                    due.setdefault(rec.id, rec)
+        return sorted(due.values(), key=lambda r: r.created_at)
+
     def reap_once(self, now: datetime | None = None) -> int:
-        """Delete every sandbox past its namespace's maximum lifetime, with an audit event each."""
+        """Delete every sandbox past its namespace's maximum lifetime, with an audit event each.
+
+        The event is written inside the delete's transaction: if it cannot be
+        written the sandbox stays in the store and the next round retries. When
+        several gateways share the store, only the one whose delete commits
+        writes the event.
+        """
         store = self.gw.store
         now = now or datetime.now(UTC)
         reaped = 0
-        for rec in store.list_expired_sandboxes(now):
+        for rec in self._past_lifetime(now):
             try:
                 ns = store.get_namespace_by_id(rec.namespace_id)
-                self.gw.driver.delete(SandboxSpec(id=rec.id, name=rec.name, namespace=ns.name, namespace_id=ns.id))
-                store.delete_sandbox(rec.id)
-            except (st.NotFound, DriverError) as exc:
-                log.warning("reaper could not remove sandbox %s: %s", rec.id, exc)
-                continue
-            reaped += 1
-            self.gw.audit.emit(
-                AuditRecord(
+                record = AuditRecord(
                     time=datetime.now(UTC), actor_id=SYSTEM_ACTOR, actor_kind="system",
                     rpc="reaper", action="DeleteSandbox", outcome="allowed", status_code="OK",
                     target_kind="sandbox", target_namespace=ns.name, target_name=rec.name, target_id=rec.id,
                     on_behalf_of=rec.created_by, message="sandbox lifetime exceeded", mutating=True,
                     policy_hash=self.gw.policies.current.policy_hash,
-                )
-            )  # fmt: skip
+                )  # fmt: skip
+                self.gw.driver.delete(SandboxSpec(id=rec.id, name=rec.name, namespace=ns.name, namespace_id=ns.id))
+                with st.before_commit(lambda record=record: self.gw.audit.emit(record)):
+                    store.delete_sandbox(rec.id)
+            except (st.NotFound, DriverError, AuditWriteError) as exc:
+                log.warning("reaper could not remove sandbox %s: %s", rec.id, exc)
+                continue
+            reaped += 1
         return reaped

@@ -2,9 +2,22 @@
 
 Store records become :mod:`openshell_authz` domain objects here and nowhere else.
 The namespace of an existing object always comes from the store, never from the caller.
+
+Membership facts are cached per store and principal id (bounded LRU) so a call does
+not cost a database round trip for them. Staleness bound: a membership write made
+through this process (AddMember, RemoveMember, DeleteNamespace, the workstation
+broker) calls :func:`forget_memberships` after it commits and is seen by every call
+that starts afterwards; a write made by another gateway replica sharing the database
+is seen at most ``MEMBERSHIP_TTL_S`` (1 s) after it commits, plus the length of one
+store query. A fill that raced with a local write is discarded, never cached.
 """
 
 from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections import OrderedDict
 
 from openshell_authz import (
     LocalPrincipal,
@@ -23,7 +36,19 @@ from openshell_authz import (
 from openshell_server import store as st
 from openshell_server.authn import AuthenticationError, Identity
 
-__all__ = ["namespace_model", "principal_for", "provider_model", "sandbox_model", "service_account_model"]
+__all__ = [
+    "MEMBERSHIP_TTL_S",
+    "forget_memberships",
+    "namespace_model",
+    "principal_for",
+    "provider_model",
+    "sandbox_model",
+    "service_account_model",
+]
+
+#: How long a cached membership list is trusted (the cross-replica staleness bound).
+MEMBERSHIP_TTL_S = 1.0
+MEMBERSHIP_CACHE_SIZE = 10_000
 
 
 def namespace_model(rec: st.NamespaceRecord) -> Namespace:
@@ -59,10 +84,68 @@ def service_account_model(rec: st.ServiceAccountRecord, ns: Namespace) -> Servic
     return ServiceAccount(id=rec.id, name=rec.name, namespace=ns)
 
 
+class _MembershipCache:
+    """principal id -> (valid until, memberships), LRU-bounded, with a write generation."""
+
+    def __init__(self, max_entries: int, ttl_s: float) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._entries: OrderedDict[str, tuple[float, tuple[Membership, ...]]] = OrderedDict()
+        self._lock = threading.Lock()
+        # Bumped by every forget: a fill that read the store before a local write committed
+        # and was forgotten must not be stored afterwards (it could hold the old answer).
+        self._generation = 0
+
+    def get(self, store: st.Store, principal_id: str) -> tuple[Membership, ...]:
+        now = time.monotonic()
+        entry = self._entries.get(principal_id)  # a plain dict read is atomic
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        generation = self._generation
+        fresh = tuple(
+            Membership(namespace_id=ns_id, role=NamespaceRole(role))
+            for ns_id, role in store.memberships_of(principal_id)
+        )
+        with self._lock:
+            if generation == self._generation:
+                self._entries[principal_id] = (now + self.ttl_s, fresh)
+                self._entries.move_to_end(principal_id)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+        return fresh
+
+    def forget(self, principal_id: str | None) -> None:
+        with self._lock:
+            self._generation += 1
+            if principal_id is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(principal_id, None)
+
+
+# One cache per store object: several gateways (tests) in one process never share facts.
+_caches: weakref.WeakKeyDictionary[st.Store, _MembershipCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def _cache_for(store: st.Store) -> _MembershipCache:
+    cache = _caches.get(store)
+    if cache is None:
+        with _caches_lock:
+            cache = _caches.setdefault(store, _MembershipCache(MEMBERSHIP_CACHE_SIZE, MEMBERSHIP_TTL_S))
+    return cache
+
+
+def forget_memberships(store: st.Store, principal_id: str | None = None) -> None:
+    """Drop cached memberships of ``principal_id`` (None: of everyone) after a membership write to ``store``.
+
+    Call it after the write committed. Calls that start afterwards read the store again.
+    """
+    _cache_for(store).forget(principal_id)
+
+
 def _memberships(store: st.Store, principal_id: str) -> tuple[Membership, ...]:
-    return tuple(
-        Membership(namespace_id=ns_id, role=NamespaceRole(role)) for ns_id, role in store.memberships_of(principal_id)
-    )
+    return _cache_for(store).get(store, principal_id)
 
 
 def principal_for(identity: Identity, store: st.Store) -> Principal:

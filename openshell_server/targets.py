@@ -20,6 +20,7 @@ from openshell_authz import (
     MemberContext,
     Namespace,
     NamespaceRole,
+    Provider,
     Quota,
     Resource,
     UpdateNamespaceContext,
@@ -66,6 +67,7 @@ class Target:
     name: str = ""
     all_namespaces: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    by_id: str = ""  # set when the caller named the target by id: denials then echo only that id
 
     @property
     def namespace_name(self) -> str:
@@ -79,9 +81,13 @@ class Target:
         return f'{self.kind.replace("_", " ")} "{self.name}" in namespace "{self.namespace_name}"'
 
     def not_found(self) -> Denied:
-        """The one answer for "does not exist" and "exists where you cannot look"."""
-        if self.kind == "namespace":
-            return Denied(grpc.StatusCode.NOT_FOUND, f"{self.describe()} not found")
+        """The one answer for "does not exist" and "exists where you cannot look".
+
+        It only repeats what the caller sent: a sandbox named by id is reported by that id,
+        so a refused id never reveals the sandbox's name or namespace.
+        """
+        if self.by_id:
+            return _missing_id(self.by_id)
         return Denied(grpc.StatusCode.NOT_FOUND, f"{self.describe()} not found")
 
 
@@ -105,6 +111,10 @@ def _missing(kind: str, name: str, ns_name: str) -> Denied:
     return Denied(grpc.StatusCode.NOT_FOUND, f'{what} "{name}" in namespace "{ns_name}" not found')
 
 
+def _missing_id(sandbox_id: str) -> Denied:
+    return Denied(grpc.StatusCode.NOT_FOUND, f'sandbox "{sandbox_id[:64]}" not found')
+
+
 def resolve(rule: Rule, request: Message, store: st.Store, gateway_id: str) -> Target:
     kind = _KINDS.get(rule.target)
     if kind is None:
@@ -123,25 +133,26 @@ def resolve(rule: Rule, request: Message, store: st.Store, gateway_id: str) -> T
             rec = store.get_sandbox_by_id(sandbox_id)
             ns_rec = store.get_namespace_by_id(rec.namespace_id)
         except st.NotFound:
-            raise Denied(grpc.StatusCode.NOT_FOUND, f'sandbox "{sandbox_id[:64]}" not found') from None
+            raise _missing_id(sandbox_id) from None
         ns = facts.namespace_model(ns_rec)
-        return Target("sandbox", facts.sandbox_model(rec, ns), ns, ns_rec, rec, rec.name)
+        return Target("sandbox", facts.sandbox_model(rec, ns), ns, ns_rec, rec, rec.name, by_id=sandbox_id)
 
     ns_name = validation.namespace_name(
         str(_field(request, rule.namespace_field)), field=rule.namespace_field or "namespace", gateway_id=gateway_id
     )
+    # Every field is checked for syntax before the store is asked: an invalid name must get
+    # the same answer whether or not its namespace exists (else the answer reveals which).
+    name = ""
+    if kind != "namespace":
+        name = validation.object_name(str(_field(request, rule.name_field)), field=rule.name_field)
     try:
         ns_rec = store.get_namespace_by_name(ns_name)
     except st.NotFound:
-        if kind == "namespace":
-            raise _missing("namespace", ns_name, ns_name) from None
-        name = str(_field(request, rule.name_field))
-        raise _missing(kind, name, ns_name) from None
+        raise _missing(kind, name or ns_name, ns_name) from None
     ns = facts.namespace_model(ns_rec)
     if kind == "namespace":
         return Target("namespace", ns, ns, ns_rec, ns_rec, ns_rec.name)
 
-    name = validation.object_name(str(_field(request, rule.name_field)), field=rule.name_field)
     try:
         if kind == "sandbox":
             rec = store.get_sandbox(ns_rec.id, name)
@@ -177,9 +188,9 @@ def build_context(action: str, request: Message, target: Target, store: st.Store
             if kind not in ("user", "service_account"):
                 raise validation.InvalidArgument("member_kind", "must be 'user' or 'service_account'")
         else:
-            if not previous:
-                raise Denied(grpc.StatusCode.NOT_FOUND, f'member "{principal_id}" of {target.describe()} not found')
-            role, kind = NamespaceRole(previous), "user"
+            # A non-member is authorized like removing a plain user; the handler then reports it
+            # missing. Refusing here, before the decision, told outsiders who is a member.
+            role, kind = NamespaceRole(previous or NamespaceRole.USER), "user"
         target.extra.update(principal=principal_id, role=str(role), previous_role=previous)
         return MemberContext(role=role, previous_role=previous, member_kind=kind)  # type: ignore[arg-type]
     if action == "UpdateNamespace":
@@ -217,7 +228,14 @@ def build_context(action: str, request: Message, target: Target, store: st.Store
             prov_ns = store.get_namespace_by_name(prov_ns_name)
             prov = store.get_provider(prov_ns.id, prov_name)
         except st.NotFound:
-            raise _missing("provider", prov_name, prov_ns_name) from None
+            if prov_ns_name == target.namespace_name:
+                raise _missing("provider", prov_name, prov_ns_name) from None
+            # A provider of another namespace is decided, found or not: answering NOT_FOUND
+            # only when it is missing would tell the caller which other providers exist.
+            # The policies refuse every cross-namespace attach, so this one is refused too.
+            absent = Namespace(id=f"absent:{prov_ns_name}", name=prov_ns_name)
+            return AttachContext(provider=Provider(id=f"absent:{prov_ns_name}/{prov_name}", name=prov_name,
+                                                   namespace=absent))  # fmt: skip
         target.extra["provider"] = prov
         return AttachContext(provider=facts.provider_model(prov, facts.namespace_model(prov_ns)))
     return None

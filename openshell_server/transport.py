@@ -29,6 +29,7 @@ import socketserver
 import stat
 import struct
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,9 @@ def _load_tls(cert_path: Path, key_path: Path, ca_path: Path | None) -> tuple[by
         private = serialization.load_pem_private_key(key, password=None)
     except (ValueError, TypeError):
         raise TransportError(f"{key_path} is not an unencrypted PEM private key") from None
+    if chain[0].not_valid_after_utc < datetime.now(UTC):
+        # Served anyway (it may be replaced any moment, and is reloaded then); clients will refuse it.
+        log.warning("the TLS certificate %s expired on %s", cert_path, chain[0].not_valid_after_utc.isoformat())
     raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if chain[0].public_key().public_bytes(*raw) != private.public_key().public_bytes(*raw):
         raise TransportError(f"the key {key_path} does not belong to the certificate {cert_path}")

@@ -31,6 +31,12 @@ class InvalidArgument(ValueError):
         super().__init__(f"{field}: {message}")
 
 
+def _is_label(value: str, max_len: int = 63) -> bool:
+    # openshell_authz.is_dns1123_label anchors with "$", which also matches before a final
+    # newline: "box\n" would pass and name a second object that prints like "box".
+    return "\n" not in value and is_dns1123_label(value, max_len)
+
+
 def namespace_name(value: str, *, field: str = "namespace", gateway_id: str = "local") -> str:
     """An OpenShell namespace name; empty means ``default``.
 
@@ -38,7 +44,7 @@ def namespace_name(value: str, *, field: str = "namespace", gateway_id: str = "l
     """
     name = value or DEFAULT_NAMESPACE
     budget = 63 - len(f"openshell-{gateway_id}-")
-    if not is_dns1123_label(name, 63):
+    if not _is_label(name, 63):
         raise InvalidArgument(
             field, f"{name!r} is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending alphanumeric)"
         )
@@ -52,7 +58,7 @@ def namespace_name(value: str, *, field: str = "namespace", gateway_id: str = "l
 def object_name(value: str, *, field: str = "name") -> str:
     if not value:
         raise InvalidArgument(field, "is required")
-    if not is_dns1123_label(value, 63):
+    if not _is_label(value, 63):
         raise InvalidArgument(
             field, f"{value[:80]!r} is not a DNS-1123 label of at most 63 characters (lowercase letters, digits, '-')"
         )

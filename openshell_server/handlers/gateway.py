@@ -54,7 +54,9 @@ def update_config(call: Call, req: api.UpdateGatewayConfigRequest) -> api.Update
 def list_audit_events(call: Call, req: api.ListAuditEventsRequest) -> api.ListAuditEventsResponse:
     gw = call.gateway
     scope = list_scope(call, "ListAuditEvents")
-    names = None if scope.all else {r.name for r in gw.store.list_namespaces(scope.namespace_ids)} if scope.namespace_ids else set()
+    names: set[str] | None = None
+    if not scope.all:
+        names = {r.name for r in gw.store.list_namespaces(scope.namespace_ids)} if scope.namespace_ids else set()
     try:
         events, token = gw.query_audit(
             namespaces=names,
@@ -77,7 +79,8 @@ def who_am_i(call: Call, req: api.WhoAmIRequest) -> api.WhoAmIResponse:
     memberships = []
     for ns_id, role in store.memberships_of(ident.principal_id):
         try:
-            memberships.append(pb.Membership(namespace=store.get_namespace_by_id(ns_id).name, namespace_id=ns_id, role=role))
+            ns_name = store.get_namespace_by_id(ns_id).name
+            memberships.append(pb.Membership(namespace=ns_name, namespace_id=ns_id, role=role))
         except st.NotFound:
             continue
     return api.WhoAmIResponse(
@@ -100,21 +103,21 @@ def check_access(call: Call, req: api.CheckAccessRequest) -> api.CheckAccessResp
         resource: Any = GatewayResource()
     else:
         ns_name = validation.namespace_name(req.namespace, gateway_id=call.gateway.settings.gateway_id)
+        # Syntax first: an invalid kind or name gets the same answer whether the namespace exists.
+        if kind not in ("namespace", "sandbox", "provider", "service_account"):
+            raise validation.InvalidArgument("kind", "must be gateway, namespace, sandbox, provider or service_account")
+        name = "" if kind == "namespace" else validation.object_name(req.name)
         try:
             ns_rec = store.get_namespace_by_name(ns_name)
             ns = facts.namespace_model(ns_rec)
             if kind == "namespace":
                 resource = ns
+            elif kind == "sandbox":
+                resource = facts.sandbox_model(store.get_sandbox(ns_rec.id, name), ns)
+            elif kind == "provider":
+                resource = facts.provider_model(store.get_provider(ns_rec.id, name), ns)
             else:
-                name = validation.object_name(req.name)
-                if kind == "sandbox":
-                    resource = facts.sandbox_model(store.get_sandbox(ns_rec.id, name), ns)
-                elif kind == "provider":
-                    resource = facts.provider_model(store.get_provider(ns_rec.id, name), ns)
-                elif kind == "service_account":
-                    resource = facts.service_account_model(store.get_service_account(ns_rec.id, name), ns)
-                else:
-                    raise validation.InvalidArgument("kind", "must be gateway, namespace, sandbox, provider or service_account")
+                resource = facts.service_account_model(store.get_service_account(ns_rec.id, name), ns)
         except st.NotFound:
             raise Denied(grpc.StatusCode.NOT_FOUND, f"{kind} not found") from None
         ns_visible = authorizer.check(Request(call.principal, "GetNamespace", ns)).allowed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from openshell_server import facts
 from openshell_server import store as st
 from openshell_server.api import openshell_pb2 as api
 from openshell_server.api import resources_pb2 as pb
@@ -33,12 +34,14 @@ def add(call: Call, req: api.AddMemberRequest) -> api.AddMemberResponse:
     rec = gw.store.put_membership(
         ns.id, req.principal, req.role, created_by=call.identity.principal_id, max_members=gw.settings.max_members
     )
+    facts.forget_memberships(gw.store, req.principal)  # committed: this gateway's next calls see it
     return api.AddMemberResponse(member=_member(rec, ns.name))
 
 
 def remove(call: Call, req: api.RemoveMemberRequest) -> api.RemoveMemberResponse:
     gw = call.gateway
     gw.store.remove_membership(call.target.namespace_record.id, req.principal)
+    facts.forget_memberships(gw.store, req.principal)
     return api.RemoveMemberResponse()
 
 

@@ -34,7 +34,8 @@ def create(call: Call, req: api.CreateNamespaceRequest) -> api.CreateNamespaceRe
     name = validation.namespace_name(req.name, field="name", gateway_id=gw.settings.gateway_id)
     if not req.name:
         raise validation.InvalidArgument("name", "is required")
-    call.target.name = name
+    # From here the call is about the namespace it creates: its audit event names it as the target.
+    call.target.kind, call.target.name = "namespace", name
     rec = gw.store.create_namespace(
         name,
         created_by=call.identity.principal_id,
@@ -86,5 +87,6 @@ def delete(call: Call, req: api.DeleteNamespaceRequest) -> api.DeleteNamespaceRe
     rec = call.target.namespace_record
     gw.store.begin_delete_namespace(rec.id)
     deleted = gw.store.finish_delete_namespace(rec.id)  # NamespaceNotEmpty names the blockers
+    facts.forget_memberships(gw.store)  # its memberships went with it, whoever held them
     gw.driver.delete_namespace(rec.name)
     return api.DeleteNamespaceResponse(namespace=convert.namespace(deleted))

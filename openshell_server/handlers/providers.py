@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from openshell_server import store as st
 from openshell_server import validation
@@ -111,16 +112,24 @@ def delete(call: Call, req: api.DeleteProviderRequest) -> api.DeleteProviderResp
     return api.DeleteProviderResponse()
 
 
+def _resolved_provider(call: Call, name: str) -> Any:
+    """The provider the interceptor resolved and authorized; a provider it could not find is NOT_FOUND."""
+    prov = call.target.extra.get("provider")
+    if prov is None:  # only reachable if a policy allowed a cross-namespace attach of a missing provider
+        raise st.NotFound(f'provider "{name}" not found')
+    return prov
+
+
 def attach(call: Call, req: api.AttachProviderRequest) -> api.AttachProviderResponse:
     store = call.gateway.store
-    prov = call.target.extra["provider"]  # resolved (and authorized) by the interceptor
+    prov = _resolved_provider(call, req.provider)
     rec = store.attach_provider(call.target.record.id, prov.id)
     return api.AttachProviderResponse(sandbox=sandbox_message(store, rec, call.target.namespace_name))
 
 
 def detach(call: Call, req: api.DetachProviderRequest) -> api.DetachProviderResponse:
     store = call.gateway.store
-    prov = call.target.extra["provider"]  # resolved (and authorized) by the interceptor
+    prov = _resolved_provider(call, req.provider)
     rec = store.detach_provider(call.target.record.id, prov.id)
     return api.DetachProviderResponse(sandbox=sandbox_message(store, rec, call.target.namespace_name))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 from openshell_authz import AttachContext, Request, Sandbox, SupervisorPrincipal
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 import grpc
+
+log = logging.getLogger("openshell.gateway")
 
 
 def sandbox_message(store: st.Store, rec: st.SandboxRecord, namespace_name: str) -> pb.Sandbox:
@@ -79,6 +82,44 @@ def spec_for(
     )  # fmt: skip
 
 
+def _soft_quota_violations(store: st.Store, namespace_id: str, gpus: int) -> list[st.QuotaViolation]:
+    """What a create of ``gpus`` GPUs goes past in ``namespace_id``, from the committed state."""
+    ns = store.get_namespace_by_id(namespace_id)
+    if ns.quota_mode != st.QuotaMode.SOFT:
+        return []  # a hard-mode excess never reaches commit
+    limits = ns.effective_limits
+    use = store.get_namespace_usage(namespace_id)
+    out = []
+    if limits.max_sandboxes and use.sandboxes + 1 > limits.max_sandboxes:
+        out.append(st.QuotaViolation("max_sandboxes", limits.max_sandboxes, use.sandboxes, 1))
+    if limits.max_gpus and gpus and use.gpus + gpus > limits.max_gpus:
+        out.append(st.QuotaViolation("max_gpus", limits.max_gpus, use.gpus, gpus))
+    return out
+
+
+def _audit_create(call: Call, namespace_id: str, gpus: int) -> None:
+    """Before-commit hook of CreateSandbox: the call's one audit event, noting a soft-quota excess.
+
+    The event must be written inside the create's transaction (nothing commits
+    unaudited), but the store reports a soft-mode excess only after commit. So
+    the excess is recomputed here from the committed state, which is exactly
+    what the store counted: this transaction holds the namespace's write lock
+    (SQLite: the database lock; PostgreSQL: the namespace row), so no other
+    create or limit change can commit meanwhile, and its own insert is not yet
+    visible to the read. Hard mode never gets here with an excess.
+    """
+    if call.audited:
+        return
+    violations = _soft_quota_violations(call.gateway.store, namespace_id, gpus)
+    if violations:
+        call.audit_extra["quota"] = "exceeded"
+        call.audit_extra["quota_violations"] = "; ".join(
+            f"{v.limit_name}: limit {v.limit}, in use {v.current}, requested {v.requested}" for v in violations
+        )
+    call.gateway.audit_call(call, "allowed", "OK", "")
+    call.audited = True  # the interceptor's own before-commit hook then writes nothing more
+
+
 def create(call: Call, req: api.CreateSandboxRequest) -> api.CreateSandboxResponse:
     gw = call.gateway
     ns_rec = call.target.namespace_record
@@ -95,24 +136,21 @@ def create(call: Call, req: api.CreateSandboxRequest) -> api.CreateSandboxRespon
     for i, pname in enumerate(req.providers):
         prov = gw.store.get_provider(ns_rec.id, validation.object_name(pname, field=f"providers[{i}]"))
         probe = Sandbox(id="\x00new", name=name, namespace=ns_model)  # the sandbox about to exist
-        decision = call.authorizer.check(
-            Request(call.principal, "AttachProvider", probe, AttachContext(provider=facts.provider_model(prov, ns_model)))
-        )
+        attach = AttachContext(provider=facts.provider_model(prov, ns_model))
+        decision = call.authorizer.check(Request(call.principal, "AttachProvider", probe, attach))
         if not decision.allowed:
             who = call.identity.principal_id
             raise Denied(grpc.StatusCode.PERMISSION_DENIED, f'{who} may not attach provider "{pname}"')
         provider_ids.append(prov.id)
     gw.driver.check_ready()
-    result = gw.store.create_sandbox(
-        ns_rec.id, name, created_by=call.identity.principal_id, gpus=req.gpus, labels=labels,
-        provider_ids=provider_ids, lifetime_seconds=req.lifetime_seconds, spec={},
-    )  # fmt: skip
+    with st.before_commit(lambda: _audit_create(call, ns_rec.id, req.gpus)):
+        result = gw.store.create_sandbox(
+            ns_rec.id, name, created_by=call.identity.principal_id, gpus=req.gpus, labels=labels,
+            provider_ids=provider_ids, lifetime_seconds=req.lifetime_seconds, spec={},
+        )  # fmt: skip
     rec = result.sandbox
-    if result.exceeded:
-        call.audit_extra["quota"] = "exceeded"
-        call.audit_extra["quota_violations"] = "; ".join(
-            f"{v.limit_name}: limit {v.limit}, in use {v.current}, requested {v.requested}" for v in result.violations
-        )
+    if result.exceeded != (call.audit_extra.get("quota") == "exceeded"):
+        log.error("sandbox %s: the audited soft-quota state disagrees with the store's %s", rec.id, result.violations)
     token, _ = gw.minter.mint_supervisor(rec.id, ns_rec.name, gw.settings.supervisor_token_ttl_seconds)
     try:
         observed = gw.driver.create(spec_for(call, rec, ns_rec, token=token, with_env=True))
@@ -124,7 +162,8 @@ def create(call: Call, req: api.CreateSandboxRequest) -> api.CreateSandboxRespon
 
 
 def get(call: Call, req: api.GetSandboxRequest) -> api.GetSandboxResponse:
-    return api.GetSandboxResponse(sandbox=sandbox_message(call.gateway.store, call.target.record, call.target.namespace_name))
+    message = sandbox_message(call.gateway.store, call.target.record, call.target.namespace_name)
+    return api.GetSandboxResponse(sandbox=message)
 
 
 def list_(call: Call, req: api.ListSandboxesRequest) -> api.ListSandboxesResponse:
@@ -143,7 +182,9 @@ def list_(call: Call, req: api.ListSandboxesRequest) -> api.ListSandboxesRespons
     prov_names = {p.id: p.name for p in store.list_providers(ids=all_provider_ids)} if all_provider_ids else {}
     return api.ListSandboxesResponse(
         sandboxes=[
-            convert.sandbox(r, names.get(r.namespace_id, ""), [prov_names[i] for i in r.provider_ids if i in prov_names])
+            convert.sandbox(
+                r, names.get(r.namespace_id, ""), [prov_names[i] for i in r.provider_ids if i in prov_names]
+            )
             for r in page.items
         ],
         next_page_token=page.next_page_token,

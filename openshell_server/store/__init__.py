@@ -9,6 +9,7 @@ subclasses with one-line messages.
 
 from __future__ import annotations
 
+from ._commit_hooks import before_commit
 from ._engine import create_store_engine, migrate
 from ._errors import (
     AlreadyExists,
@@ -40,7 +41,6 @@ from ._records import (
     SandboxRecord,
     ServiceAccountRecord,
 )
-from ._commit_hooks import before_commit
 from ._sql import DEFAULT_MAX_MEMBERS, SqlStore
 
 __all__ = [

@@ -35,7 +35,7 @@ _SQLITE_BUSY_TIMEOUT_MS = 30_000
 def _normalise_url(url: str) -> URL:
     try:
         parsed = make_url(url)
-    except Exception as exc:  # SQLAlchemy raises ArgumentError with a long message
+    except (sa.exc.ArgumentError, ValueError) as exc:
         raise InvalidArgument(f"database URL {url!r} is not a valid URL: {exc}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":

@@ -117,6 +117,8 @@ class Store(Protocol):
         phase: str = "Provisioning",
         message: str = "",
         now: datetime | None = None,
+        sandbox_id: str | None = None,
+        enforce_quota: bool = True,
     ) -> CreateSandboxResult: ...
 
     def get_sandbox(self, namespace_id: str, name: str) -> SandboxRecord: ...

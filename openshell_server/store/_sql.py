@@ -651,12 +651,16 @@ class SqlStore:
         phase: str = DEFAULT_SANDBOX_PHASE,
         message: str = "",
         now: datetime | None = None,
+        sandbox_id: str | None = None,
+        enforce_quota: bool = True,
     ) -> CreateSandboxResult:
         """Check the namespace and its quota and insert the sandbox, all in one transaction.
 
         Hard mode raises QuotaExceeded; soft mode inserts and reports the violations.
         ``expires_at`` is ``now`` plus the tighter of ``lifetime_seconds`` and the
-        namespace's lifetime limit (0 = none).
+        namespace's lifetime limit (0 = none). ``sandbox_id`` and ``enforce_quota=False``
+        exist for adopting a sandbox the compute driver already runs (the reconciler):
+        it keeps its id, and refusing it would not stop it running (violations are still reported).
         """
         _check_name("sandbox", name)
         if not isinstance(gpus, int) or gpus < 0:
@@ -679,14 +683,14 @@ class SqlStore:
                 violations.append(QuotaViolation("max_sandboxes", limits.max_sandboxes, use.sandboxes, 1))
             if limits.max_gpus and gpus and use.gpus + gpus > limits.max_gpus:
                 violations.append(QuotaViolation("max_gpus", limits.max_gpus, use.gpus, gpus))
-            if violations and ns.quota_mode == QuotaMode.HARD:
+            if violations and ns.quota_mode == QuotaMode.HARD and enforce_quota:
                 v = violations[0]
                 raise QuotaExceeded(ns.name, v.limit_name, v.limit, v.current, v.requested)
             self._check_providers(conn, namespace_id, provider_ids)
             lifetime = QuotaLimits(max_sandbox_lifetime_seconds=lifetime_seconds).effective(limits)
             seconds = lifetime.max_sandbox_lifetime_seconds
             record = SandboxRecord(
-                id=_new_id(),
+                id=sandbox_id or _new_id(),
                 namespace_id=namespace_id,
                 name=name,
                 labels=labels,

@@ -228,10 +228,13 @@ class TestWithBubblewrap:
             closed, opened = _spec("closed"), _spec("opened", network_allowed=True)
             driver.create(closed)
             driver.create(opened)
-            out, _, result = _run(driver, closed, [sys.executable, "-c", probe])
+            # The interpreter itself, not a virtualenv shim: /tmp (where a venv may live) is
+            # a fresh tmpfs inside the sandbox; only the standard library is needed here.
+            python = os.path.realpath(sys.executable)
+            out, _, result = _run(driver, closed, [python, "-c", probe])
             assert result.exit_code != 0 and "connected" not in out
             # The control: the same probe does connect when the policy allows network.
-            out, err, result = _run(driver, opened, [sys.executable, "-c", probe])
+            out, err, result = _run(driver, opened, [python, "-c", probe])
             assert (out, result.exit_code) == ("connected\n", 0), err
         finally:
             listener.close()

@@ -46,7 +46,7 @@ def postgres_unavailable_reason(url: str | None = None) -> str | None:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:
+    except sa.exc.SQLAlchemyError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"PostgreSQL at {make_url(url).render_as_string(hide_password=True)} is unreachable: {first_line}"
     finally:

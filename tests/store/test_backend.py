@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from openshell_server.store import InvalidArgument, SqlStore, Store, open_store
+from openshell_server.store import InvalidArgument, NotFound, SqlStore, Store, before_commit, open_store
 from openshell_server.store._schema import metadata
 
 from ._race import race
@@ -154,3 +154,22 @@ def test_postgres_store_reconnects_after_connections_are_killed(pg_store: SqlSto
     # What a server restart does to the pool: every pooled connection is dead. pre-ping replaces them.
     assert pg_store.get_namespace_by_id(ns.id) == ns
     assert pg_store.create_sandbox(ns.id, "after-restart", created_by="x").sandbox.name == "after-restart"
+
+
+def test_before_commit_hook_runs_in_the_write_and_a_failure_rolls_it_back(store: SqlStore) -> None:
+    calls: list[str] = []
+
+    def failing() -> None:
+        calls.append("fail")
+        raise OSError("audit disk full")
+
+    with before_commit(failing), pytest.raises(OSError, match="audit disk full"):
+        store.create_namespace("unaudited", created_by="x")
+    assert calls == ["fail"]
+    with pytest.raises(NotFound):
+        store.get_namespace_by_name("unaudited")
+
+    with before_commit(lambda: calls.append("ok")):
+        store.create_namespace("audited", created_by="x")
+        store.get_namespace_by_name("audited")  # reads never run the hook
+    assert calls == ["fail", "ok"]

@@ -42,10 +42,57 @@ class Account:
         return f"user-{self.name}"
 
 
-# The accounts' processes load this project from the shared virtualenv's site-packages.
-_BOOT = f"""
+def _world_readable(path: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [*path.parents, path] if p != Path("/"))
+
+
+def _readable_site() -> str:
+    """A site directory other accounts can read that holds the CLI and what it imports.
+
+    Usually the virtualenv's site-packages; but tox keeps ``.tox`` mode 0700 and a CI
+    checkout may live under /root, so then the packages the CLI actually loads are
+    copied to a world-readable temporary directory.
+    """
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    if _world_readable(purelib):
+        return str(purelib)
+    # List every top-level module the CLI loads that is not part of the standard library.
+    probe = (
+        "import importlib.util, sys, sysconfig\n"
+        "import openshell_server.cli.main\n"
+        "std = (sysconfig.get_paths()['stdlib'], sysconfig.get_paths()['platstdlib'])\n"
+        "for top in sorted({m.split('.')[0] for m in list(sys.modules)}):\n"
+        "    try:\n"
+        "        spec = importlib.util.find_spec(top)\n"
+        "    except ValueError:\n"
+        "        continue\n"
+        "    if spec is None or spec.origin in (None, 'built-in', 'frozen'):\n"
+        "        if not (spec and spec.submodule_search_locations):\n"
+        "            continue\n"
+        "    where = list(spec.submodule_search_locations or []) or [spec.origin]\n"
+        "    if any(w.startswith(std) and 'site-packages' not in w for w in where):\n"
+        "        continue\n"
+        "    print(top, spec.origin or '', *where, sep='\\t')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    target = Path(tempfile.mkdtemp(prefix="openshell-site-"))
+    for line in out.splitlines():
+        top, origin, *locations = line.split("\t")
+        if locations and Path(locations[0]).is_dir():
+            shutil.copytree(locations[0], target / top, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        elif origin and Path(origin).is_file():
+            shutil.copy2(origin, target / Path(origin).name)
+    for root, dirs, files in os.walk(target):
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    return str(target)
+
+
+# The accounts' processes load this project from a site directory they can read.
+_BOOT = """
 import site, sys
-site.addsitedir({sysconfig.get_paths()["purelib"]!r})
+site.addsitedir(sys.argv.pop(1))
 if sys.argv[1:2] == ["--code"]:
     exec(sys.argv[2])
 else:
@@ -68,6 +115,7 @@ class Workstation:
     gateway: GatewayUnderTest
     socket: Path
     python: str
+    site: str
 
     def run(
         self, account: Account | None, *argv: str, env: dict[str, str] | None = None
@@ -79,7 +127,7 @@ class Workstation:
         }  # fmt: skip
         ids = {"user": account.uid, "group": account.gid, "extra_groups": []} if account else {}
         return subprocess.run(
-            [self.python, "-c", _BOOT, *argv], env={**base, **(env or {})}, capture_output=True, text=True,
+            [self.python, "-c", _BOOT, self.site, *argv], env={**base, **(env or {})}, capture_output=True, text=True,
             timeout=60, cwd=account.home if account else "/", **ids,  # type: ignore[arg-type]
         )  # fmt: skip
 
@@ -134,6 +182,6 @@ def workstation(make_account, tmp_path_factory: pytest.TempPathFactory) -> Itera
     socket = top / "run" / "gateway.sock"  # the gateway creates run/ itself, as for /run/openshell
     try:
         with start_gateway(data, oidc=False, unix_socket=str(socket)) as gw:
-            yield Workstation(gw, socket, str(_interpreter_for_accounts()))
+            yield Workstation(gw, socket, str(_interpreter_for_accounts()), _readable_site())
     finally:
         shutil.rmtree(top, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Per-namespace quotas tested through the real gRPC server (SPEC §6)."""

@@ -68,7 +68,10 @@ class Background:
                 return out
 
     def reconcile_once(self) -> tuple[int, int]:
-        """Mark stored sandboxes the driver lost as Error; adopt unknown driver objects."""
+        """Mark stored sandboxes the driver lost as Error; adopt unknown driver objects.
+
+        Returns (sandboxes newly marked Error, sandboxes adopted).
+        """
         store = self.gw.store
         try:
             observed = self.gw.driver.list()
@@ -79,12 +82,14 @@ class Background:
         names = {r.id: r.name for r in store.list_namespaces({s.namespace_id for s in stored})} if stored else {}
         plan = reconcile([(s.id, names.get(s.namespace_id, "")) for s in stored], observed)
         by_id = {s.id: s for s in stored}
+        marked = 0
         for sandbox_id in plan.orphans:
             rec = by_id[sandbox_id]
             if rec.phase in ("Error", "Deleting"):
                 continue
             try:
                 store.update_sandbox(sandbox_id, phase="Error", message="the compute driver no longer has this sandbox")
+                marked += 1
             except st.NotFound:
                 continue
         adopted = 0
@@ -101,7 +106,7 @@ class Background:
                 adopted += 1
             except st.StoreError as exc:
                 log.warning("cannot adopt driver sandbox %s into %s: %s", obj.id, ns.name, exc)
-        return len(plan.orphans), adopted
+        return marked, adopted
 
     def _watch(self) -> None:
         while not self.stop_event.is_set():

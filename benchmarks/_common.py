@@ -53,7 +53,7 @@ def interleaved(
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]], note: str = "") -> None:
-    """One fixed-format table: ``== title ==``, header, rule, rows (floats to 1 decimal place)."""
+    """One fixed-format table: ``== title ==``, header, rule, rows, then ``note: ...`` if given."""
 
     def cell(value: object) -> str:
         if isinstance(value, float):
@@ -68,5 +68,5 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
     for row in text:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
     if note:
-        print(note)
+        print(f"note: {note}")
     sys.stdout.flush()

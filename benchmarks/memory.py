@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             members = [(f"{issuer.issuer}#user-{i}", i, "user") for i in range(namespaces)]
             names = seed_world(data, namespaces, PER_NAMESPACE, members)
             admin = (("authorization", f"Bearer {issuer.issue('admin', roles=['platform_admin'], ttl_s=3600)}"),)
-            tokens = [(("authorization", f"Bearer {issuer.issue(f'user-{i}', ttl_s=3600)}"),) for i in range(namespaces)]
+            tokens = [(("authorization", f"Bearer {issuer.issue(f'user-{i}', ttl_s=3600)}"),)
+                      for i in range(namespaces)]
             with GatewayProcess(settings_dict(data, issuer)) as gw:
                 channel = grpc.insecure_channel(gw.target)
                 stub = openshell_pb2_grpc.OpenShellStub(channel)

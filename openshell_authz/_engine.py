@@ -60,6 +60,10 @@ class CompiledPolicies:
     _entities: OrderedDict[Any, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
     # Principal slices (action hierarchy + the principal's closure) parsed once per principal.
     _bases: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
+    # Decisions by everything they depend on (entity texts, request uids, context text):
+    # Cedar is deterministic, so a repeated request skips evaluation. 0 turns it off.
+    _decisions: OrderedDict[Any, RawDecision] = field(default_factory=OrderedDict, repr=False, compare=False)
+    decision_cache_size: int = 8192
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     # The schema's action hierarchy (action groups) as pre-parsed entities: evaluation
     # without the schema still needs to know that CreateSandbox is in Creates.
@@ -258,16 +262,15 @@ _EMPTY_CONTEXT = "{}"
 
 
 def _authorize(
-    request: Mapping[str, Any], policy_set: Any, entities: Any, schema: Any
+    request: Mapping[str, Any], policy_set: Any, entities: Any, schema: Any, context_json: str
 ) -> tuple[bool, list[Any], list[Any]]:
-    """One Cedar decision: (allowed, reasons, errors)."""
+    """One Cedar decision: (allowed, reasons, errors); ``context_json`` is the request's context, encoded."""
     if _INTERNAL is not None:
-        context = request.get("context")
         call = {
             "principal": request["principal"],
             "action": request["action"],
             "resource": request["resource"],
-            "context": json.dumps(context) if context else _EMPTY_CONTEXT,
+            "context": context_json,
         }
         out = json.loads(_INTERNAL(call, policy_set, entities._inner, schema, False))
         diag = out["diagnostics"]
@@ -334,6 +337,19 @@ def evaluate(
 
 def evaluate_one(compiled: CompiledPolicies, request: Mapping[str, Any], entities: EntitiesArg) -> RawDecision:
     """:func:`evaluate` for a single request, without the batch bookkeeping (the hot path)."""
+    context = request.get("context")
+    try:
+        context_json = json.dumps(context, sort_keys=True) if context else _EMPTY_CONTEXT
+    except (TypeError, ValueError) as exc:
+        return RawDecision(False, (), (f"bad context: {exc}",))
+    principal, resource = request["principal"], request["resource"]
+    key = (
+        entities, request["action"]["id"], principal["type"], principal["id"], resource["type"], resource["id"],
+        context_json,
+    )  # fmt: skip
+    hit = compiled._decisions.get(key)  # a plain dict read is atomic
+    if hit is not None:
+        return hit
     try:
         handle = _entities_handle(compiled, entities)
     except Exception as exc:  # noqa: BLE001
@@ -342,9 +358,9 @@ def evaluate_one(compiled: CompiledPolicies, request: Mapping[str, Any], entitie
     validated = signature in compiled._validated
     try:
         allowed, reasons, errors = _authorize(
-            request, compiled.policy_set, handle, None if validated else compiled.schema
+            request, compiled.policy_set, handle, None if validated else compiled.schema, context_json
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - not cached: it may not recur
         return RawDecision(False, (), (f"evaluation failed: {exc}",))
     ids = compiled.positional_ids
     raw = RawDecision(
@@ -352,6 +368,9 @@ def evaluate_one(compiled: CompiledPolicies, request: Mapping[str, Any], entitie
     )
     if not validated and not any("failed to build request" in e for e in raw.errors):
         compiled._validated.add(signature)
+        validated = True
+    if validated and compiled.decision_cache_size:
+        _lru_put(compiled, compiled._decisions, key, raw, compiled.decision_cache_size)
     return raw
 
 

@@ -101,7 +101,7 @@ class Background:
             try:
                 store.create_sandbox(
                     ns.id, obj.name, created_by=SYSTEM_ACTOR, sandbox_id=obj.id, phase=obj.phase.value,
-                    message="adopted from the compute driver",
+                    message="adopted from the compute driver", enforce_quota=False,
                 )  # fmt: skip
                 adopted += 1
             except st.StoreError as exc:

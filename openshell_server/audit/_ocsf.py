@@ -88,7 +88,7 @@ def to_ocsf(record: AuditRecord) -> dict[str, Any]:
     service, operation = _split_rpc(record.rpc)
     version = next((s for s in service.split(".") if _VERSION_SEGMENT.fullmatch(s)), "")
     severity_id, severity = _SEVERITY[record.outcome]
-    if record.extra:  # e.g. a soft quota was exceeded: worth a look even though allowed
+    if any(k != "authz_request" for k in record.extra):  # e.g. a soft quota was exceeded: worth a look
         severity_id, severity = max((severity_id, severity), (2, "Low"))
     success = record.outcome == "allowed"
     target = "/".join(p for p in (record.target_namespace, record.target_name or record.target_id) if p)

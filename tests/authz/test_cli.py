@@ -162,11 +162,12 @@ def test_diff_reports_matrix_and_replayed_changes(cli: Any, policy_copy: Path, t
     path.write_text(text[:start] + text[text.index(");", start) + 2 :])
     audit = tmp_path / "audit.jsonl"
     _write_chain(audit, [
-        {"activity": "read", "unmapped": {"authz_request": request_to_dict(
-            Request(AUDITOR, "ListSandboxes", TEAM, ListContext()))}},
+        # As the gateway writes them: the recorded request, as JSON text, under unmapped.extra.
+        {"activity": "read", "unmapped": {"extra": {"authz_request": json.dumps(request_to_dict(
+            Request(AUDITOR, "ListSandboxes", TEAM, ListContext())))}}},
         {"activity": "startup"},
-        {"activity": "read", "unmapped": {"authz_request": request_to_dict(
-            Request(MEMBER, "GetSandbox", SANDBOX))}},
+        {"activity": "read", "unmapped": {"extra": {"authz_request": json.dumps(request_to_dict(
+            Request(MEMBER, "GetSandbox", SANDBOX)))}}},
     ])
     result = cli("diff", POLICIES, policy_copy, "--requests", audit)
     assert result.code == 0

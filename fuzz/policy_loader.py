@@ -17,7 +17,7 @@ with atheris.instrument_imports():
     from openshell_authz import AuthzError
     from openshell_authz._engine import compile_sources
 
-from fuzz._harness import run  # noqa: E402
+from fuzz._harness import run
 
 __all__ = ["one_input"]
 
@@ -35,9 +35,10 @@ def one_input(data: bytes) -> None:
     if mode == 0:
         text = fdp.ConsumeUnicodeNoSurrogates(2048)
     elif mode == 1:  # grammar-ish: a sequence of Cedar fragments
-        text = "".join(_FRAGMENTS[fdp.ConsumeIntInRange(0, len(_FRAGMENTS) - 1)] for _ in range(fdp.ConsumeIntInRange(1, 40)))
+        count = fdp.ConsumeIntInRange(1, 40)
+        text = "".join(_FRAGMENTS[fdp.ConsumeIntInRange(0, len(_FRAGMENTS) - 1)] for _ in range(count))
     else:  # a real policy file with a slice replaced
-        name, real = _REAL[fdp.ConsumeIntInRange(0, len(_REAL) - 1)]
+        _, real = _REAL[fdp.ConsumeIntInRange(0, len(_REAL) - 1)]
         a = fdp.ConsumeIntInRange(0, len(real))
         text = real[:a] + fdp.ConsumeUnicodeNoSurrogates(64) + real[a + fdp.ConsumeIntInRange(0, 64) :]
     files = [*_REAL[:1], ("fuzzed.cedar", text)]

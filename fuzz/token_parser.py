@@ -16,7 +16,7 @@ with atheris.instrument_imports():
     from openshell_server.authn import AuthenticationError
     from openshell_server.authn._jws import parse_token
 
-from fuzz._harness import run  # noqa: E402
+from fuzz._harness import run
 
 __all__ = ["one_input"]
 

@@ -42,7 +42,8 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def is_dns1123_label(value: str, max_len: int = 63) -> bool:
     """True when ``value`` is a DNS-1123 label of at most ``max_len`` characters."""
-    return 0 < len(value) <= max_len and DNS1123_LABEL.match(value) is not None
+    # fullmatch: "$" alone would also accept a trailing newline ("box\n").
+    return 0 < len(value) <= max_len and DNS1123_LABEL.fullmatch(value) is not None
 
 
 class _Frozen(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import grpc
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from openshell_authz import NotFound as AuthzNotFound
 from openshell_authz import PermissionDenied as AuthzPermissionDenied
@@ -79,6 +80,11 @@ def to_status(exc: BaseException, correlation_id: str) -> tuple[grpc.StatusCode,
         return grpc.StatusCode.UNAVAILABLE, _one_line(f"compute driver: {exc}")
     if isinstance(exc, AuditWriteError):
         return grpc.StatusCode.UNAVAILABLE, "the audit log cannot be written; nothing was changed"
+    if isinstance(exc, OperationalError | InterfaceError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        # The database went away under the call (restart, failover): nothing was committed
+        # by this call that the client was told about; retrying is safe.
+        log.warning("database unavailable (correlation id %s): %s", correlation_id, _one_line(str(exc), 200))
+        return grpc.StatusCode.UNAVAILABLE, "the store is temporarily unavailable; retry the call"
     if isinstance(exc, NotImplementedError):
         return grpc.StatusCode.UNIMPLEMENTED, _one_line(str(exc) or "not implemented")
     log.error("internal error (correlation id %s)", correlation_id, exc_info=exc)

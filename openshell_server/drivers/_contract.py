@@ -37,7 +37,7 @@ def validate_dns_label(kind: str, value: str) -> str:
     Drivers turn namespace and sandbox names into paths and object names, so they
     re-check them rather than trusting every caller did.
     """
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"invalid {kind} {value!r}: must be a DNS-1123 label (lowercase letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters)"

@@ -22,7 +22,8 @@ def test_orphans_marked_error_and_unknown_driver_sandboxes_adopted(local_gw: Gat
                                  namespace_id="y"))  # fmt: skip
 
     orphans, adopted = gw.background.reconcile_once()
-    assert (orphans, adopted) == (1, 2)
+    # The driver watch may already have marked the lost sandbox; either way it ends in Error.
+    assert adopted == 2 and orphans in (0, 1)
 
     by_name = {s.meta.name: s for s in me.ListSandboxes(api.ListSandboxesRequest(all_namespaces=True)).sandboxes}
     assert by_name["lost"].phase == "Error"

@@ -24,9 +24,10 @@ __all__ = ["RPC_INPUTS", "calls", "message_of", "request_for"]
 RPC_INPUTS: dict[str, type[Message]] = {m.name: getattr(api, m.input_type.name) for m in methods().values()}
 
 _D = FieldDescriptor
+_I32, _I64 = (-(2**31), 2**31 - 1), (-(2**63), 2**63 - 1)
 _INT_RANGES = {
-    _D.TYPE_INT32: (-(2**31), 2**31 - 1), _D.TYPE_SINT32: (-(2**31), 2**31 - 1), _D.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    _D.TYPE_INT64: (-(2**63), 2**63 - 1), _D.TYPE_SINT64: (-(2**63), 2**63 - 1), _D.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    _D.TYPE_INT32: _I32, _D.TYPE_SINT32: _I32, _D.TYPE_SFIXED32: _I32,
+    _D.TYPE_INT64: _I64, _D.TYPE_SINT64: _I64, _D.TYPE_SFIXED64: _I64,
     _D.TYPE_UINT32: (0, 2**32 - 1), _D.TYPE_FIXED32: (0, 2**32 - 1),
     _D.TYPE_UINT64: (0, 2**64 - 1), _D.TYPE_FIXED64: (0, 2**64 - 1),
 }  # fmt: skip

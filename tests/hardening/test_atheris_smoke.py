@@ -14,7 +14,7 @@ import pytest
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 
 
-@pytest.mark.parametrize(("harness", "runs"), [("token_parser", 3000), ("policy_loader", 40)])
+@pytest.mark.parametrize(("harness", "runs"), [("token_parser", 3000), ("policy_loader", 20)])
 def test_harness_runs_clean(harness: str, runs: int, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(FUZZ / f"{harness}.py"), f"-runs={runs}", "-seed=1", f"-artifact_prefix={tmp_path}/"],

@@ -28,7 +28,7 @@ def test_audited_decisions_replay_identically(tmp_path: Path) -> None:
         world = build_world(gw)
         calls = 0
         callers = {who: world.caller(who) for who in CALLERS}  # tokens first: the scenario deletes accounts
-        for who, caller in callers.items():
+        for caller in callers.values():
             for ns in ("alpha", "beta", "gamma"):
                 for rpc in RPCS:
                     sandbox_id = world.sandbox_ids.get(ns, "00000000-0000-0000-0000-000000000000")
@@ -51,7 +51,8 @@ def test_audited_decisions_replay_identically(tmp_path: Path) -> None:
         recorded_allowed = unmapped["outcome"] in ("allowed", "error")  # "error": allowed, then failed
         decision = library.check(request)
         assert unmapped["policy_set_hash"] == library.policy_hash
-        if decision.allowed != recorded_allowed or sorted(decision.reasons) != sorted(unmapped.get("cedar_policy_ids", [])):
+        recorded_ids = sorted(unmapped.get("cedar_policy_ids", []))
+        if decision.allowed != recorded_allowed or sorted(decision.reasons) != recorded_ids:
             mismatches.append((index, unmapped["cedar_action"], recorded_allowed, decision, unmapped))
         replayed["allowed" if recorded_allowed else "denied"] += 1
     assert mismatches == []

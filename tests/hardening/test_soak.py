@@ -35,16 +35,16 @@ def _worker(gw: GatewayProcess, token: str, team: int, me: str, stop: threading.
         i += 1
         name = f"{me}-{i % 5}"
         ops = [
-            ("create", lambda: c.CreateSandbox(api.CreateSandboxRequest(namespace=ns, name=name))),
-            ("get", lambda: c.GetSandbox(api.GetSandboxRequest(namespace=ns, name=name))),
-            ("list", lambda: c.ListSandboxes(api.ListSandboxesRequest(namespace=ns))),
-            ("providers", lambda: c.ListProviders(api.ListProvidersRequest(namespace=ns))),
-            ("whoami", lambda: c.WhoAmI(api.WhoAmIRequest())),
-            ("delete", lambda: c.DeleteSandbox(api.DeleteSandboxRequest(namespace=ns, name=name))),
+            ("create", lambda name=name: c.CreateSandbox(api.CreateSandboxRequest(namespace=ns, name=name))),
+            ("get", lambda name=name: c.GetSandbox(api.GetSandboxRequest(namespace=ns, name=name))),
+            ("list", lambda name=name: c.ListSandboxes(api.ListSandboxesRequest(namespace=ns))),
+            ("providers", lambda name=name: c.ListProviders(api.ListProvidersRequest(namespace=ns))),
+            ("whoami", lambda name=name: c.WhoAmI(api.WhoAmIRequest())),
+            ("delete", lambda name=name: c.DeleteSandbox(api.DeleteSandboxRequest(namespace=ns, name=name))),
         ]
         probes = [  # another team's namespace: always refused, as NOT_FOUND
-            ("probe-get", lambda: c.GetSandbox(api.GetSandboxRequest(namespace=other, name=name))),
-            ("probe-create", lambda: c.CreateSandbox(api.CreateSandboxRequest(namespace=other, name=name))),
+            ("probe-get", lambda name=name: c.GetSandbox(api.GetSandboxRequest(namespace=other, name=name))),
+            ("probe-create", lambda name=name: c.CreateSandbox(api.CreateSandboxRequest(namespace=other, name=name))),
         ]
         for op, fn in ops:
             try:

@@ -9,6 +9,7 @@ and an ``sdist`` that carries ``proto/`` so a wheel can be built from it.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -31,7 +32,8 @@ def _load_codegen():  # type: ignore[no-untyped-def]
 
 
 class BuildPyWithProtos(build_py):
-    """``build_py`` that also generates ``openshell_server/_gen`` from ``proto/``."""
+    """``build_py`` that also generates ``openshell_server/_gen`` from ``proto/`` and bundles
+    ``policies/`` as ``openshell_server/bundled_policies`` (the gateway's default policy set)."""
 
     def run(self) -> None:
         super().run()
@@ -40,14 +42,24 @@ class BuildPyWithProtos(build_py):
             codegen.generate(_ROOT / "openshell_server" / "_gen", _ROOT / "proto")
         else:
             codegen.generate(Path(self.build_lib) / "openshell_server" / "_gen", _ROOT / "proto")
+            # An installed gateway has no source checkout to read policies/ from.
+            target = Path(self.build_lib) / "openshell_server" / "bundled_policies"
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(_ROOT / "policies", target, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 class SdistWithProtos(sdist):
-    """``sdist`` that ships ``proto/`` (it is not a Python package), so a wheel built from it can generate."""
+    """``sdist`` that ships ``proto/`` and ``policies/`` (not Python packages), so a wheel built from it can
+    generate the API and bundle the policies."""
 
     def make_release_tree(self, base_dir: str, files: list[str]) -> None:
-        protos = [str(p.relative_to(_ROOT)) for p in sorted((_ROOT / "proto").rglob("*.proto"))]
-        super().make_release_tree(base_dir, [*files, *(p for p in protos if p not in files)])
+        extra = [
+            str(p.relative_to(_ROOT))
+            for top in ("proto", "policies")
+            for p in sorted((_ROOT / top).rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
+        super().make_release_tree(base_dir, [*files, *(p for p in extra if p not in files)])
 
 
 setup(cmdclass={"build_py": BuildPyWithProtos, "sdist": SdistWithProtos})

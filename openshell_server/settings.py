@@ -13,7 +13,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["BUNDLED_POLICY_DIR", "OidcIssuerSettings", "Settings"]
 
-BUNDLED_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+def _bundled_policy_dir() -> Path:
+    """The policy set shipped with the gateway: the checkout's ``policies/`` in a source tree,
+    else the copy the build put inside the package."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "policies"
+    return checkout if (checkout / "schema.cedarschema").is_file() else here / "bundled_policies"
+
+
+BUNDLED_POLICY_DIR = _bundled_policy_dir()
 
 
 class OidcIssuerSettings(BaseModel):

@@ -85,7 +85,7 @@ class Background:
         marked = 0
         for sandbox_id in plan.orphans:
             rec = by_id[sandbox_id]
-            if rec.phase in ("Error", "Deleting"):
+            if rec.phase == "Error":
                 continue
             try:
                 store.update_sandbox(sandbox_id, phase="Error", message="the compute driver no longer has this sandbox")

@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         running = build_server(settings)
     except ValidationError as exc:
-        print(f"openshell-gateway: bad configuration: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        print(
+            f"openshell-gateway: bad configuration: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", file=sys.stderr
+        )
         return 2
     except AuthzError as exc:
         print(f"openshell-gateway: policies do not load: {exc}", file=sys.stderr)

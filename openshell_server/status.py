@@ -80,7 +80,9 @@ def to_status(exc: BaseException, correlation_id: str) -> tuple[grpc.StatusCode,
         return grpc.StatusCode.UNAVAILABLE, _one_line(f"compute driver: {exc}")
     if isinstance(exc, AuditWriteError):
         return grpc.StatusCode.UNAVAILABLE, "the audit log cannot be written; nothing was changed"
-    if isinstance(exc, OperationalError | InterfaceError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    if isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
         # The database went away under the call (restart, failover): nothing was committed
         # by this call that the client was told about; retrying is safe.
         log.warning("database unavailable (correlation id %s): %s", correlation_id, _one_line(str(exc), 200))

@@ -46,7 +46,8 @@ def namespace_name(value: str, *, field: str = "namespace", gateway_id: str = "l
     budget = 63 - len(f"openshell-{gateway_id}-")
     if not _is_label(name, 63):
         raise InvalidArgument(
-            field, f"{name!r} is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending alphanumeric)"
+            field,
+            f"{name!r} is not a DNS-1123 label (lowercase letters, digits and '-', starting and ending alphanumeric)",
         )
     if len(name) > budget:
         raise InvalidArgument(
@@ -71,9 +72,13 @@ def labels(values: Mapping[str, str], *, field: str = "labels") -> dict[str, str
     out: dict[str, str] = {}
     for key, val in values.items():
         if not key or len(key) > _LABEL_KEY_MAX or any(c.isspace() or c in ",=" for c in key):
-            raise InvalidArgument(field, f"label key {key[:80]!r} must be 1-{_LABEL_KEY_MAX} chars without spaces, ',' or '='")
+            raise InvalidArgument(
+                field, f"label key {key[:80]!r} must be 1-{_LABEL_KEY_MAX} chars without spaces, ',' or '='"
+            )
         if len(val) > _LABEL_VALUE_MAX or any(c.isspace() or c in ",=" for c in val):
-            raise InvalidArgument(field, f"label value for {key!r} must be at most {_LABEL_VALUE_MAX} chars without spaces")
+            raise InvalidArgument(
+                field, f"label value for {key!r} must be at most {_LABEL_VALUE_MAX} chars without spaces"
+            )
         out[key] = val
     return out
 

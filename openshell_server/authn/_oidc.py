@@ -310,7 +310,7 @@ class OidcVerifier:
             url = state.config.jwks_url
             try:
                 by_kid, keys = _parse_jwks(self._fetcher(url, self._timeout_s))
-            except Exception as exc:  # any fetch/parse failure keeps the old keys
+            except Exception as exc:  # noqa: BLE001 - any fetch/parse failure keeps the old keys
                 _log.warning(
                     "OIDC issuer %s: JWKS fetch from %s failed: %s", state.config.issuer, url, exc
                 )

@@ -21,8 +21,11 @@ MAX_VALUE = 64 * 1024
 
 
 def _env_key(key: str, field: str) -> str:
-    if not key or len(key) > 256 or not (key[0].isalpha() or key[0] == "_") or not all(
-        c.isalnum() or c == "_" for c in key
+    if (
+        not key
+        or len(key) > 256
+        or not (key[0].isalpha() or key[0] == "_")
+        or not all(c.isalnum() or c == "_" for c in key)
     ):
         raise validation.InvalidArgument(field, f"{key[:64]!r} is not a valid environment variable name")
     return key
@@ -69,7 +72,9 @@ def create(call: Call, req: api.CreateProviderRequest) -> api.CreateProviderResp
 
 
 def get(call: Call, req: api.GetProviderRequest) -> api.GetProviderResponse:
-    return api.GetProviderResponse(provider=_message(call.gateway.store, call.target.record, call.target.namespace_name))
+    return api.GetProviderResponse(
+        provider=_message(call.gateway.store, call.target.record, call.target.namespace_name)
+    )
 
 
 def list_(call: Call, req: api.ListProvidersRequest) -> api.ListProvidersResponse:
@@ -138,6 +143,4 @@ def list_for_sandbox(call: Call, req: api.ListSandboxProvidersRequest) -> api.Li
     store = call.gateway.store
     ids = call.target.record.provider_ids
     records = sorted(store.list_providers(ids=ids), key=lambda r: r.name) if ids else []
-    return api.ListSandboxProvidersResponse(
-        providers=[_message(store, r, call.target.namespace_name) for r in records]
-    )
+    return api.ListSandboxProvidersResponse(providers=[_message(store, r, call.target.namespace_name) for r in records])

@@ -187,7 +187,7 @@ def test_eight_threads_keep_one_valid_chain(tmp_path: Path, make_record: RecordF
         try:
             for i in range(40):
                 sink.emit(make_record(correlation_id=f"t{n}-{i}"))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised by the test thread
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

@@ -217,7 +217,7 @@ def test_concurrent_authentication_is_consistent(idp: FakeIssuer, minter: TokenM
             for i in range(200):
                 n = (i + offset) % len(tokens)
                 assert auth.authenticate(tokens[n]).principal_id == expected[n]
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised by the test thread
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]

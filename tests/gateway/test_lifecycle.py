@@ -16,12 +16,16 @@ def test_team_lifecycle(gw: GatewayUnderTest) -> None:
     admin = gw.as_user("root-admin", roles=("platform_admin",))
     admin.CreateNamespace(api.CreateNamespaceRequest(name="team-ml"))
     admin.CreateNamespace(api.CreateNamespaceRequest(name="team-other"))
-    admin.AddMember(api.AddMemberRequest(namespace="team-ml", principal=gw.principal_id("nadia"), role="namespace_admin"))
+    admin.AddMember(
+        api.AddMemberRequest(namespace="team-ml", principal=gw.principal_id("nadia"), role="namespace_admin")
+    )
 
     nadia = gw.as_user("nadia")
     nadia.AddMember(api.AddMemberRequest(namespace="team-ml", principal=gw.principal_id("uma"), role="user"))
     nadia.CreateProvider(
-        api.CreateProviderRequest(namespace="team-ml", name="claude", type="anthropic", credentials={"API_KEY": "s3cret"})
+        api.CreateProviderRequest(
+            namespace="team-ml", name="claude", type="anthropic", credentials={"API_KEY": "s3cret"}
+        )
     )
     admin.CreateSandbox(api.CreateSandboxRequest(namespace="team-other", name="secret-box"))
 
@@ -54,11 +58,15 @@ def test_team_lifecycle(gw: GatewayUnderTest) -> None:
 
     # Cannot promote themselves.
     with pytest.raises(grpc.RpcError) as promote:
-        uma.AddMember(api.AddMemberRequest(namespace="team-ml", principal=gw.principal_id("uma"), role="namespace_admin"))
+        uma.AddMember(
+            api.AddMemberRequest(namespace="team-ml", principal=gw.principal_id("uma"), role="namespace_admin")
+        )
     assert _code(promote) == grpc.StatusCode.PERMISSION_DENIED
     # ...and the namespace admin cannot make anyone a namespace admin either.
     with pytest.raises(grpc.RpcError) as na_promote:
-        nadia.AddMember(api.AddMemberRequest(namespace="team-ml", principal=gw.principal_id("uma"), role="namespace_admin"))
+        nadia.AddMember(
+            api.AddMemberRequest(namespace="team-ml", principal=gw.principal_id("uma"), role="namespace_admin")
+        )
     assert _code(na_promote) == grpc.StatusCode.PERMISSION_DENIED
     assert "platform admin" in na_promote.value.details()
     roles = {m.principal: m.role for m in admin.ListMembers(api.ListMembersRequest(namespace="team-ml")).members}
@@ -95,6 +103,10 @@ def test_local_mode_is_platform_admin_and_exec_works(local_gw: GatewayUnderTest)
     who = me.WhoAmI(api.WhoAmIRequest())
     assert who.kind == "local" and list(who.global_roles) == ["platform_admin"]
     me.CreateSandbox(api.CreateSandboxRequest(name="demo"))
-    out = list(me.ExecSandbox(api.ExecSandboxRequest(name="demo", argv=["sh", "-c", "echo hi > /workspace/f && cat /workspace/f"])))
+    out = list(
+        me.ExecSandbox(
+            api.ExecSandboxRequest(name="demo", argv=["sh", "-c", "echo hi > /workspace/f && cat /workspace/f"])
+        )
+    )
     assert b"".join(o.stdout for o in out) == b"hi\n"
     assert out[-1].WhichOneof("output") == "exit_code" and out[-1].exit_code == 0

@@ -79,10 +79,12 @@ def _readable_site() -> str:
     for line in out.splitlines():
         top, origin, *locations = line.split("\t")
         if locations and Path(locations[0]).is_dir():
-            shutil.copytree(locations[0], target / top, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                locations[0], target / top, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         elif origin and Path(origin).is_file():
             shutil.copy2(origin, target / Path(origin).name)
-    for root, dirs, files in os.walk(target):
+    for root, _dirs, files in os.walk(target):
         os.chmod(root, 0o755)
         for f in files:
             os.chmod(os.path.join(root, f), 0o644)

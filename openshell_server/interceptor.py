@@ -51,12 +51,12 @@ class Call:
     correlation_id: str
     peer: str
     grpc_context: grpc.ServicerContext
+    # The policy set that admitted the call: the handler's finer decisions (lists,
+    # credentials) use the same one even if a reload swaps the live set meanwhile.
+    authorizer: Any = None
     audit_extra: dict[str, str] = field(default_factory=dict)
     audited: bool = False  # the success event was written (before the first commit)
 
-    @property
-    def authorizer(self) -> Any:
-        return self.gateway.policies.current
 
 
 _CURRENT: contextvars.ContextVar[Call] = contextvars.ContextVar("openshell_call")
@@ -165,7 +165,7 @@ class AuthzInterceptor(grpc.ServerInterceptor):
         started = time.perf_counter()
         decision = authorizer.check(authz_request)
         gw.metrics.observe_decision(rule.action, decision.allowed, time.perf_counter() - started)
-        call = Call(gw, rule, identity, principal, target, decision, authz_request, cid, ctx.peer(), ctx)
+        call = Call(gw, rule, identity, principal, target, decision, authz_request, cid, ctx.peer(), ctx, authorizer)
         if not decision.allowed:
             raise self._denial(call)
         return call

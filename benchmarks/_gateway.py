@@ -8,6 +8,10 @@ live policy set replaced by an allow-all object, built here for benchmarking onl
 
 Seeding writes rows with SQLAlchemy Core ``executemany`` straight into the store's tables
 (100,000 sandboxes in seconds); the store itself creates and migrates the schema first.
+Seeded sandboxes exist in no compute driver, so they are stored in phase ``Error``: the
+gateway's start-up reconciliation then reads them all (as it would with a driver that has
+them) but does not rewrite each one as an orphan, which would be a write storm that no real
+gateway sees and that would distort every figure.
 """
 
 from __future__ import annotations
@@ -119,6 +123,9 @@ def seed_namespaces(store: Any, names: Sequence[str], created_by: str = "bench")
     return {name: store.create_namespace(name, created_by=created_by).id for name in names}
 
 
+SEEDED_MESSAGE = "seeded by a benchmark; in no compute driver"
+
+
 def seed_sandboxes(engine: Any, namespace_ids: Sequence[str], per_namespace: int, batch: int = 20_000) -> int:
     """Bulk-insert ``per_namespace`` sandboxes into each namespace with Core executemany; returns rows."""
     from openshell_server.store import _schema as t
@@ -138,7 +145,8 @@ def seed_sandboxes(engine: Any, namespace_ids: Sequence[str], per_namespace: int
         for i in range(per_namespace):
             rows.append({
                 "id": str(uuid.uuid4()), "namespace_id": ns_id, "name": f"box-{i:07d}", "gpus": 0,
-                "phase": "Running", "message": "", "expires_at": None, "spec": {}, "labels": {"tier": "bench"},
+                "phase": "Error", "message": SEEDED_MESSAGE, "expires_at": None, "spec": {},
+                "labels": {"tier": "bench"},
                 "created_by": "bench", "created_at": now, "resource_version": 1,
             })  # fmt: skip
             total += 1
@@ -213,13 +221,13 @@ def main() -> None:
 
     config = json.loads(sys.argv[1])
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     running = build_server(Settings(**config["settings"]), max_workers=config.get("max_workers", 16))
     if config["mode"] == "off":
         ident = config["identity"] or {}
         running.gateway.transport = _FixedIdentity(Identity(**{**ident, "global_roles": frozenset()}))
         running.gateway.policies.current = _AllowAll()
     running.start()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # until here, SIGTERM simply ends the process
     print(f"PORT {running.port}", flush=True)
     stop.wait()
     running.stop(grace=1)

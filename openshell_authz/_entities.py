@@ -61,6 +61,16 @@ def entity_uid(obj: Any) -> dict[str, str]:
     raise TypeError(f"not an authorization object: {type(obj).__name__}")
 
 
+def _referred(obj: Any) -> tuple[Any, ...]:
+    """The objects ``obj``'s entity refers to directly."""
+    match obj:
+        case Sandbox() | Provider() | ServiceAccount():
+            return (obj.namespace,)
+        case SupervisorPrincipal():
+            return (obj.sandbox,)
+    return ()
+
+
 def related_objects(obj: Any) -> Iterable[Any]:
     """The object itself and every object its entity refers to (namespace, sandbox...)."""
     yield obj
@@ -88,7 +98,11 @@ def _closure(obj: Any) -> _Closure:
     hit = _cache.get(id(obj))
     if hit is not None and hit[0] is obj:
         return hit[1]
-    result = (entity_uid(obj), tuple(_build_fragment(o) for o in related_objects(obj)))
+    fragments = dict((_build_fragment(obj),))
+    for related in _referred(obj):  # their closures are cached too: a new sandbox reuses its namespace's
+        for key, text in _closure(related)[1]:
+            fragments.setdefault(key, text)
+    result = (entity_uid(obj), tuple(fragments.items()))
     with _cache_lock:
         _cache[id(obj)] = (obj, result)
         if len(_cache) > _CACHE_SIZE:

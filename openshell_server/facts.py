@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 
 from openshell_authz import (
     LocalPrincipal,
@@ -51,7 +52,24 @@ MEMBERSHIP_TTL_S = 1.0
 MEMBERSHIP_CACHE_SIZE = 10_000
 
 
+# Namespace models by the exact record fields they are built from: a repeated call gets the
+# same (frozen) object back, so its Cedar entity fragment is not rebuilt either.
+_NAMESPACE_MODELS: dict[tuple[object, ...], Namespace] = {}
+_NAMESPACE_MODELS_MAX = 4096
+
+
 def namespace_model(rec: st.NamespaceRecord) -> Namespace:
+    key = (rec.id, rec.name, rec.phase, rec.limits, rec.ceiling, rec.quota_mode, tuple(sorted(rec.labels.items())))
+    model = _NAMESPACE_MODELS.get(key)
+    if model is None:
+        model = _build_namespace_model(rec)
+        if len(_NAMESPACE_MODELS) >= _NAMESPACE_MODELS_MAX:
+            _NAMESPACE_MODELS.clear()  # crude bound; refilled by the next calls
+        _NAMESPACE_MODELS[key] = model
+    return model
+
+
+def _build_namespace_model(rec: st.NamespaceRecord) -> Namespace:
     return Namespace(
         id=rec.id,
         name=rec.name,
@@ -95,6 +113,21 @@ class _MembershipCache:
         # Bumped by every forget: a fill that read the store before a local write committed
         # and was forgotten must not be stored afterwards (it could hold the old answer).
         self._generation = 0
+        # The principal last built per id, with the identity and membership tuple it came from:
+        # reusing the same object lets the authorizer reuse its Cedar entity as well.
+        self._principals: dict[str, tuple[Identity, tuple[Membership, ...], Principal]] = {}
+
+    def principal(
+        self, identity: Identity, memberships: tuple[Membership, ...], build: Callable[[], Principal]
+    ) -> Principal:
+        hit = self._principals.get(identity.principal_id)
+        if hit is not None and hit[1] is memberships and hit[0] == identity:
+            return hit[2]
+        principal = build()
+        if len(self._principals) >= self.max_entries:
+            self._principals.clear()  # crude bound; refilled by the next calls
+        self._principals[identity.principal_id] = (identity, memberships, principal)
+        return principal
 
     def get(self, store: st.Store, principal_id: str) -> tuple[Membership, ...]:
         now = time.monotonic()
@@ -154,14 +187,20 @@ def principal_for(identity: Identity, store: st.Store) -> Principal:
     A token whose service account or sandbox no longer exists authenticates nobody.
     """
     if identity.kind == "local":
-        return LocalPrincipal(memberships=_memberships(store, identity.principal_id))
+        memberships = _memberships(store, identity.principal_id)
+        return _cache_for(store).principal(identity, memberships, lambda: LocalPrincipal(memberships=memberships))
     if identity.kind == "user":
-        return UserPrincipal(
-            id=identity.principal_id,
-            issuer=identity.issuer,
-            subject=identity.subject,
-            global_roles=frozenset(identity.global_roles),
-            memberships=_memberships(store, identity.principal_id),
+        memberships = _memberships(store, identity.principal_id)
+        return _cache_for(store).principal(
+            identity,
+            memberships,
+            lambda: UserPrincipal(
+                id=identity.principal_id,
+                issuer=identity.issuer,
+                subject=identity.subject,
+                global_roles=frozenset(identity.global_roles),
+                memberships=memberships,
+            ),
         )
     if identity.kind == "service_account":
         try:

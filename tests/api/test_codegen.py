@@ -13,12 +13,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _copy_tree(dst: Path) -> Path:
-    """A minimal copy of the project (protos, the package without _gen, build files) under ``dst``."""
+    """A minimal copy of the project (protos, policies, the package without _gen, build files) under ``dst``."""
     shutil.copytree(REPO / "proto", dst / "proto")
+    shutil.copytree(REPO / "policies", dst / "policies", symlinks=True)
     shutil.copytree(
         REPO / "openshell_server",
         dst / "openshell_server",
-        ignore=shutil.ignore_patterns("_gen", "__pycache__"),
+        ignore=shutil.ignore_patterns("_gen", "__pycache__", "bundled_policies"),
     )
     for name in ("pyproject.toml", "setup.py"):
         shutil.copy(REPO / name, dst / name)
@@ -106,4 +107,5 @@ def test_setup_build_py_generates_into_the_build_dir(tmp_path: Path) -> None:
         timeout=120,
     )
     assert (build_lib / "openshell_server" / "_gen" / "openshell" / "v1" / "openshell_pb2_grpc.py").is_file()
+    assert (build_lib / "openshell_server" / "bundled_policies" / "schema.cedarschema").is_file()
     assert not (tree / "openshell_server" / "_gen").exists()  # a wheel build leaves the source tree alone

@@ -63,7 +63,7 @@ class CompiledPolicies:
     # Decisions by everything they depend on (entity texts, request uids, context text):
     # Cedar is deterministic, so a repeated request skips evaluation. 0 turns it off.
     _decisions: OrderedDict[Any, RawDecision] = field(default_factory=OrderedDict, repr=False, compare=False)
-    decision_cache_size: int = 8192
+    decision_cache_size: int = 4096
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     # The schema's action hierarchy (action groups) as pre-parsed entities: evaluation
     # without the schema still needs to know that CreateSandbox is in Creates.
@@ -180,8 +180,10 @@ def _schema_actions(schema_text: str) -> list[str]:
     return names
 
 
-ENTITY_CACHE_SIZE = 4096
-BASE_CACHE_SIZE = 1024
+# Bounded by memory: one handle (a clone of the action hierarchy plus the request's entities)
+# costs about 25 KB, so 1,024 of them about 25 MB.
+ENTITY_CACHE_SIZE = 1024
+BASE_CACHE_SIZE = 256
 #: Entities for one request: one JSON array, or (principal slice, rest) from ``entity_slices``.
 EntitiesArg = str | tuple[str, str]
 

@@ -83,7 +83,7 @@ def related_objects(obj: Any) -> Iterable[Any]:
 
 
 # Bounded: a gateway builds fresh objects per call, so old entries only pin memory.
-_CACHE_SIZE = 16384
+_CACHE_SIZE = 4096
 # Keyed by id(obj) and holding obj itself, so an id cannot be reused while its entry
 # lives; hashing a nested pydantic model costs more than building the fragment. The
 # value is the object's uid and the fragments of its closure (itself first, then what

@@ -29,7 +29,7 @@ openshell namespace list
 openshell sandbox create demo
 openshell sandbox exec demo -- sh -c 'echo hi > /workspace/f && cat /workspace/f'
 openshell sandbox list
-openshell auth can-i DeleteNamespace default || true
+openshell auth can-i DeleteNamespace namespace/default || true   # no: the default namespace is permanent (a policy)
 openshell sandbox delete demo
 set +x
 echo "gateway running (pid $gateway_pid, log .openshell-gateway.log); Ctrl-C to stop"

@@ -37,8 +37,8 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from openshell_server import facts, validation
 from openshell_server import store as st
-from openshell_server import validation
 from openshell_server.authn import AuthenticationError, Authenticator, Identity, TokenMinter, x509_identity
 
 # The broker's wire protocol and the address helpers live with the client, so that the CLI
@@ -304,6 +304,7 @@ def first_contact(store: st.Store, principal_id: str, namespace: str, *, max_mem
         if store.list_memberships(ns.id):
             return  # members are the admins' business once the namespace has any
     store.put_membership(ns.id, principal_id, "namespace_admin", created_by=principal_id, max_members=max_members)
+    facts.forget_memberships(store, principal_id)  # seen on the very next call, not after the cache TTL
 
 
 class IdentityBroker:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from openshell_authz import Principal, Request, Response
-from openshell_server import facts, targets
+from openshell_server import facts, targets, validation
 from openshell_server.api import method_authz, methods
 from openshell_server.audit import AuditWriteError
 from openshell_server.authn import AuthenticationError, Identity
@@ -157,6 +157,7 @@ class AuthzInterceptor(grpc.ServerInterceptor):
     def _admit(self, rule: targets.Rule, request: Any, ctx: grpc.ServicerContext, cid: str) -> Call:
         gw = self._gateway
         identity = gw.transport.identify(ctx, _bearer(ctx.invocation_metadata()))
+        validation.reject_nul(request)
         principal = facts.principal_for(identity, gw.store)
         target = targets.resolve(rule, request, gw.store, gw.settings.gateway_id)
         context = targets.build_context(rule.action, request, target, gw.store, gw.settings.gateway_id)

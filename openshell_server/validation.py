@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from google.protobuf.message import Message
+
 from openshell_authz import DEFAULT_NAMESPACE, is_dns1123_label
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "namespace_name",
     "object_name",
     "page_size",
+    "reject_nul",
 ]
 
 MAX_LABELS = 64
@@ -100,3 +103,31 @@ def page_size(value: int, *, default: int = 100, maximum: int = 1000, field: str
     if value < 0:
         raise InvalidArgument(field, "must not be negative")
     return min(value or default, maximum)
+
+
+def reject_nul(message: Message, prefix: str = "") -> None:
+    """Refuse any string field, map key or value holding a NUL character, anywhere in ``message``.
+
+    No name, label or id legitimately contains one, and PostgreSQL text cannot store it:
+    refusing it up front gives a clear INVALID_ARGUMENT instead of a store error.
+    """
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if isinstance(key, str) and "\x00" in key:
+                    raise InvalidArgument(path, "keys must not contain NUL characters")
+                if isinstance(item, str) and "\x00" in item:
+                    raise InvalidArgument(f"{path}[{key!r}]", "must not contain NUL characters")
+                if isinstance(item, Message):
+                    reject_nul(item, f"{path}[{key!r}].")
+            continue
+        repeated = getattr(field, "is_repeated", None)  # protobuf >= 6; older runtimes expose .label
+        if repeated is None:
+            repeated = field.label == 3  # LABEL_REPEATED
+        items = value if repeated else [value]
+        for item in items:
+            if isinstance(item, str) and "\x00" in item:
+                raise InvalidArgument(path, "must not contain NUL characters")
+            if isinstance(item, Message):
+                reject_nul(item, f"{path}.")

@@ -114,7 +114,7 @@ def test_fuzzed_requests_never_break_the_gateway(fuzzed: Fuzzed) -> None:
 
 @pytest.mark.slow
 def test_fuzzed_requests_deep(fuzzed_deep: Fuzzed) -> None:
-    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         _run_batch(fuzzed_deep, data.draw(_batches(fuzzed_deep, 20)))

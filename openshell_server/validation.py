@@ -125,9 +125,9 @@ def reject_nul(message: Message, prefix: str = "") -> None:
         repeated = getattr(field, "is_repeated", None)  # protobuf >= 6; older runtimes expose .label
         if repeated is None:
             repeated = field.label == 3  # LABEL_REPEATED
-        items = value if repeated else [value]
-        for item in items:
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)] if repeated else [(path, value)]
+        for where, item in items:
             if isinstance(item, str) and "\x00" in item:
-                raise InvalidArgument(path, "must not contain NUL characters")
+                raise InvalidArgument(where, "must not contain NUL characters")
             if isinstance(item, Message):
-                reject_nul(item, f"{path}.")
+                reject_nul(item, f"{where}.")

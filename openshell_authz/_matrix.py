@@ -150,8 +150,13 @@ _PRINCIPALS: dict[str, Principal] = {
 }
 
 
+# What "other" means per column (SPEC §4): for the supervisor, another sandbox of the
+# same namespace; for everyone else, a namespace the principal holds nothing in.
+_OTHER_PLACE = {"supervisor": _OWN_SIBLING}
+
+
 def _request(role: str, action: str, scope: str) -> Request:
-    other = _OWN_SIBLING if role == "supervisor" else _OTHER
+    other = _OTHER_PLACE.get(role, _OTHER)
     place = _OWN if scope == "own" else other
     kind = _TARGETS.get(action, "gateway")
     resource: Resource = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 import grpc
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 
 from openshell_authz import NotFound as AuthzNotFound
 from openshell_authz import PermissionDenied as AuthzPermissionDenied
@@ -80,6 +80,10 @@ def to_status(exc: BaseException, correlation_id: str) -> tuple[grpc.StatusCode,
         return grpc.StatusCode.UNAVAILABLE, _one_line(f"compute driver: {exc}")
     if isinstance(exc, AuditWriteError):
         return grpc.StatusCode.UNAVAILABLE, "the audit log cannot be written; nothing was changed"
+    if isinstance(exc, DataError):
+        # The database refused a value (e.g. a number beyond its column's range): the input was
+        # bad, and the transaction rolled back, so nothing was written.
+        return grpc.StatusCode.INVALID_ARGUMENT, "a value in the request is out of the range the store accepts"
     if isinstance(exc, OperationalError | InterfaceError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):

@@ -249,6 +249,4 @@ def _role(value: str) -> NamespaceRole:
 
 
 def _non_negative(value: int, field_name: str) -> int:
-    if value < 0:
-        raise validation.InvalidArgument(field_name, "must not be negative")
-    return int(value)
+    return validation.stored_int(value, field_name)

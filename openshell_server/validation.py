@@ -19,6 +19,7 @@ __all__ = [
     "object_name",
     "page_size",
     "reject_nul",
+    "stored_int",
 ]
 
 MAX_LABELS = 64
@@ -131,3 +132,14 @@ def reject_nul(message: Message, prefix: str = "") -> None:
                 raise InvalidArgument(where, "must not contain NUL characters")
             if isinstance(item, Message):
                 reject_nul(item, f"{where}.")
+
+
+#: Numbers the store keeps (quotas, GPUs, versions, lifetimes) are 32-bit signed integers.
+MAX_STORED_INT = 2**31 - 1
+
+
+def stored_int(value: int, field: str, *, minimum: int = 0) -> int:
+    """A number the store will keep: between ``minimum`` and 2**31-1."""
+    if not minimum <= value <= MAX_STORED_INT:
+        raise InvalidArgument(field, f"must be between {minimum} and {MAX_STORED_INT}")
+    return int(value)

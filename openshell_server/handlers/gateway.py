@@ -46,7 +46,7 @@ def update_config(call: Call, req: api.UpdateGatewayConfigRequest) -> api.Update
     cfg = gw.store.update_gateway_config(
         {"default_sandbox_policy": policy},
         updated_by=call.identity.principal_id,
-        expected_resource_version=req.resource_version or None,
+        expected_resource_version=validation.stored_int(req.resource_version, "resource_version") or None,
     )
     return api.UpdateGatewayConfigResponse(config=_config_message(cfg, gw.settings.sa_token_max_ttl_seconds))
 

@@ -16,10 +16,7 @@ __all__ = ["create", "delete", "get", "list_", "update"]
 def _limits(msg: object, field: str) -> st.QuotaLimits:
     values = {}
     for name in ("max_sandboxes", "max_gpus", "max_sandbox_lifetime_seconds"):
-        value = int(getattr(msg, name))
-        if value < 0:
-            raise validation.InvalidArgument(f"{field}.{name}", "must not be negative (0 means no limit)")
-        values[name] = value
+        values[name] = validation.stored_int(int(getattr(msg, name)), f"{field}.{name}")
     return st.QuotaLimits(**values)
 
 
@@ -72,7 +69,7 @@ def update(call: Call, req: api.UpdateNamespaceRequest) -> api.UpdateNamespaceRe
     rec = call.target.namespace_record
     updated = call.gateway.store.update_namespace(
         rec.id,
-        expected_resource_version=req.resource_version or None,
+        expected_resource_version=validation.stored_int(req.resource_version, "resource_version") or None,
         labels=validation.labels(req.labels.items) if req.HasField("labels") else None,
         limits=_limits(req.quota, "quota") if req.HasField("quota") else None,
         ceiling=_limits(req.ceiling, "ceiling") if req.HasField("ceiling") else None,

@@ -104,7 +104,7 @@ def update(call: Call, req: api.UpdateProviderRequest) -> api.UpdateProviderResp
             credentials.pop(key, None)
     updated = store.update_provider(
         rec.id,
-        expected_resource_version=req.resource_version or None,
+        expected_resource_version=validation.stored_int(req.resource_version, "resource_version") or None,
         labels=validation.labels(req.labels.items) if req.HasField("labels") else None,
         profile=_profile(req.profile) if req.HasField("profile") else None,
         credentials=credentials,

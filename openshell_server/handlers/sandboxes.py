@@ -125,10 +125,8 @@ def create(call: Call, req: api.CreateSandboxRequest) -> api.CreateSandboxRespon
     ns_rec = call.target.namespace_record
     name = validation.object_name(req.name)
     call.target.name = name
-    if req.gpus < 0:
-        raise validation.InvalidArgument("gpus", "must not be negative")
-    if req.lifetime_seconds < 0:
-        raise validation.InvalidArgument("lifetime_seconds", "must not be negative")
+    validation.stored_int(req.gpus, "gpus")
+    validation.stored_int(req.lifetime_seconds, "lifetime_seconds")
     labels = validation.labels(req.labels)
     # Each provider to attach is its own AttachProvider decision (same namespace only).
     provider_ids = []

@@ -57,16 +57,6 @@ class Background:
                 log.exception("background round failed")
 
     # ------------------------------------------------------------------ reconciliation
-    def _all_sandboxes(self) -> list[st.SandboxRecord]:
-        out: list[st.SandboxRecord] = []
-        token = ""
-        while True:
-            page = self.gw.store.list_sandboxes(None, page_size=1000, page_token=token)
-            out.extend(page.items)
-            token = page.next_page_token
-            if not token:
-                return out
-
     def reconcile_once(self) -> tuple[int, int]:
         """Mark stored sandboxes the driver lost as Error; adopt unknown driver objects.
 
@@ -78,14 +68,14 @@ class Background:
         except DriverError as exc:
             log.warning("reconcile skipped: %s", exc)
             return 0, 0
-        stored = self._all_sandboxes()
-        names = {r.id: r.name for r in store.list_namespaces({s.namespace_id for s in stored})} if stored else {}
-        plan = reconcile([(s.id, names.get(s.namespace_id, "")) for s in stored], observed)
-        by_id = {s.id: s for s in stored}
+        stored = store.list_sandbox_refs()  # (id, namespace_id, phase): no whole records
+        ns_ids = {ns_id for _, ns_id, _ in stored}
+        names = {r.id: r.name for r in store.list_namespaces(ns_ids)} if ns_ids else {}
+        plan = reconcile([(sid, names.get(ns_id, "")) for sid, ns_id, _ in stored], observed)
+        phase_of = {sid: phase for sid, _, phase in stored}
         marked = 0
         for sandbox_id in plan.orphans:
-            rec = by_id[sandbox_id]
-            if rec.phase == "Error":
+            if phase_of[sandbox_id] == "Error":
                 continue
             try:
                 store.update_sandbox(sandbox_id, phase="Error", message="the compute driver no longer has this sandbox")

@@ -9,24 +9,28 @@ carries the resource version it was based on (compare-and-swap).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, TextIO
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from openshell_server.api import openshell_pb2 as pb
 from openshell_server.api import resources_pb2 as res
 from openshell_server.cli._context import EXIT_NO, EXIT_OK, EXIT_PROTOCOL, CliError, Context
-from openshell_server.cli._render import print_items, print_json, print_table
+from openshell_server.cli._render import AUDIT_HEADER, audit_row, print_items, print_json, print_table
 
-__all__ = ["parse_duration", "parse_key_values", "register_commands"]
+__all__ = ["parse_duration", "parse_key_values", "parse_time", "register_commands"]
 
 Handler = Callable[[Context, argparse.Namespace], int]
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_MAX_PAGE_SIZE = 1000  # the gateway caps page_size here
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _KINDS = {
     "gateway": "gateway",
@@ -75,6 +79,29 @@ def parse_key_values(items: Iterable[str] | None, flag: str, *, secret: bool = F
     return result
 
 
+def parse_time(text: str) -> Timestamp:
+    """An ISO 8601 date or date-time (``2024-05-01``, ``2024-05-01T12:00:00Z``, ``...+02:00``);
+    without an offset it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r} (use ISO 8601, e.g. 2024-05-01 or 2024-05-01T12:00:00Z)"
+        ) from None
+    if moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=UTC)
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _at_least_one(text: str) -> int:
+    value = _positive_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -112,12 +139,12 @@ def _pairs(ctx: Context, response: Message, rows: list[tuple[str, str]]) -> int:
     return EXIT_OK
 
 
-def _all_pages(ctx: Context, rpc: str, request: Any, field: str) -> Any:
-    """Follow next_page_token to the end; one response holding every item."""
+def _all_pages(ctx: Context, rpc: str, request: Any, field: str, limit: int = 0) -> Any:
+    """Follow next_page_token to the end (or until ``limit`` items, if set); one response holding them."""
     response = ctx.call(rpc, request)
     items = list(getattr(response, field))
     seen: set[str] = set()
-    while response.next_page_token:
+    while response.next_page_token and not (limit and len(items) >= limit):
         if response.next_page_token in seen:
             raise CliError(f"{rpc}: the gateway repeated page token", exit_code=EXIT_PROTOCOL)
         seen.add(response.next_page_token)
@@ -125,7 +152,7 @@ def _all_pages(ctx: Context, rpc: str, request: Any, field: str) -> Any:
         response = ctx.call(rpc, request)
         items.extend(getattr(response, field))
     merged = type(response)()
-    getattr(merged, field).extend(items)
+    getattr(merged, field).extend(items[:limit] if limit else items)
     return merged
 
 
@@ -491,6 +518,37 @@ def _can_i(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK if response.allowed else EXIT_NO
 
 
+# --------------------------------------------------------------------------- audit
+
+
+def _audit_list(ctx: Context, args: argparse.Namespace) -> int:
+    since, until = args.since, args.until
+    if since is not None and until is not None and since.ToDatetime() >= until.ToDatetime():
+        raise CliError("--since must be earlier than --until")
+    request = pb.ListAuditEventsRequest(
+        namespace=ctx.namespace,
+        all_namespaces=args.all_namespaces,
+        principal=args.principal or "",
+        operation=args.operation or "",
+        outcome=args.outcome or "",
+        since=since,
+        until=until,
+        page_size=min(args.limit, _MAX_PAGE_SIZE) if args.limit else 0,
+    )
+    response = _all_pages(ctx, "ListAuditEvents", request, "events", limit=args.limit or 0)
+    try:
+        events = [json.loads(text) for text in response.events]
+    except json.JSONDecodeError as exc:
+        raise CliError(f"the gateway sent an audit event that is not JSON: {exc}", EXIT_PROTOCOL) from None
+    if not all(isinstance(event, dict) for event in events):
+        raise CliError("the gateway sent an audit event that is not a JSON object", EXIT_PROTOCOL)
+    if ctx.json:
+        print(json.dumps(events, indent=2), file=ctx.out)
+    else:
+        print_table(AUDIT_HEADER, [audit_row(event) for event in events], ctx.out)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -652,3 +710,15 @@ def register_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("action", help="Cedar action, e.g. CreateSandbox")
     p.add_argument("resource", nargs="?", help="KIND[/NAME], e.g. sandbox/train-1 or namespace/team-ml")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="ask about listing across namespaces")
+
+    audit = _group(subparsers, "audit", "read the audit log")
+    p = _leaf(audit, "list", _audit_list, common, "list audit events (newest first), filtered")
+    _list_flags(p, selector=False)
+    p.add_argument("--principal", help="only events by (or on behalf of) this principal id")
+    p.add_argument("--operation", help="only this operation, e.g. CreateSandbox")
+    p.add_argument("--outcome", choices=("allowed", "denied", "error"))
+    p.add_argument(
+        "--since", type=parse_time, metavar="ISO8601", help="from this time (inclusive; UTC if no offset)"
+    )
+    p.add_argument("--until", type=parse_time, metavar="ISO8601", help="before this time (exclusive)")
+    p.add_argument("--limit", type=_at_least_one, metavar="N", help="show at most N events")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
@@ -12,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from openshell_server.api import resources_pb2
 
-__all__ = ["COLUMNS", "print_items", "print_json", "print_table"]
+__all__ = ["AUDIT_HEADER", "COLUMNS", "audit_row", "print_items", "print_json", "print_table"]
 
 Row = Sequence[str]
 
@@ -82,6 +83,46 @@ COLUMNS: dict[type[Message], tuple[Row, Callable[[Any], Row]]] = {
         lambda line: (_time(line.time), line.stream, line.text),
     ),
 }
+
+
+AUDIT_HEADER: Row = ("TIME", "ACTOR", "OPERATION", "NAMESPACE", "TARGET", "OUTCOME", "STATUS")
+
+
+def _field(event: Mapping[str, Any], *path: str | int) -> str:
+    """The value at ``path`` in a decoded event, or ``-`` when a step is missing (events vary in shape)."""
+    value: Any = event
+    for step in path:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return "-"
+    return "-" if value in ("", None) else str(value)
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    millis = event.get("time")
+    if not isinstance(millis, int | float) or isinstance(millis, bool):
+        return "-"
+    try:
+        return datetime.fromtimestamp(millis / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return "-"
+
+
+def audit_row(event: Mapping[str, Any]) -> Row:
+    """One OCSF API Activity event as a row under :data:`AUDIT_HEADER`."""
+    target = _field(event, "resources", 0, "name")
+    if target == "-":
+        target = _field(event, "resources", 0, "uid")
+    return (
+        _event_time(event),
+        _field(event, "actor", "user", "uid"),
+        _field(event, "api", "operation"),
+        _field(event, "resources", 0, "namespace"),
+        target,
+        _field(event, "unmapped", "outcome"),
+        _field(event, "status_code"),
+    )
 
 
 def print_items(kind: type[Message], items: Sequence[Message], out: TextIO) -> None:

@@ -762,6 +762,13 @@ class SqlStore:
             token = _encode_token(items[-1].namespace_id, items[-1].name)
         return SandboxPage(items, token)
 
+    def list_sandbox_refs(self) -> list[tuple[str, str, str]]:
+        """``(id, namespace_id, phase)`` of every sandbox: what the reconciler compares, without whole records."""
+        sb = t.sandboxes
+        with self._read() as conn:
+            rows = conn.execute(sa.select(sb.c.id, sb.c.namespace_id, sb.c.phase)).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def list_expired_sandboxes(self, now: datetime, *, limit: int = 1000) -> list[SandboxRecord]:
         """Sandboxes whose ``expires_at`` is at or before ``now``, oldest expiry first."""
         sb = t.sandboxes

@@ -158,3 +158,22 @@ def test_lifetime_sets_expiry_and_expired_listing(store: SqlStore) -> None:
     expired = store.list_expired_sandboxes(T0 + timedelta(days=365))
     assert {s.name for s in expired} == {"short", "capped", "default"}
     assert len(store.list_expired_sandboxes(T0 + timedelta(days=365), limit=1)) == 1
+
+
+def test_sandbox_refs_and_adoption_by_id(store: SqlStore) -> None:
+    a = store.create_namespace("a", created_by=ADMIN)
+    b = store.create_namespace("b", created_by=ADMIN, limits=QuotaLimits(max_sandboxes=1))
+    one = store.create_sandbox(a.id, "one", created_by="alice").sandbox
+    store.update_sandbox(one.id, phase="Ready")
+    store.create_sandbox(b.id, "full", created_by="alice")
+    # Adoption keeps the driver's id and is not refused by a hard quota (the sandbox runs anyway),
+    # but the excess is still reported.
+    adopted = store.create_sandbox(b.id, "stray", created_by="system", sandbox_id="drv-1", enforce_quota=False)
+    assert adopted.sandbox.id == "drv-1" and adopted.exceeded
+    assert sorted(store.list_sandbox_refs()) == sorted(
+        [
+            (one.id, a.id, "Ready"),
+            (store.get_sandbox(b.id, "full").id, b.id, "Provisioning"),
+            ("drv-1", b.id, "Provisioning"),
+        ]
+    )

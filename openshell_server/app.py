@@ -106,6 +106,18 @@ class Gateway:
             )
         )  # fmt: skip
 
+    def audit_first_contact(self, principal_id: str, action: str, namespace: str) -> None:
+        """Workstation mode: the gateway itself creates an account's namespace and admin membership."""
+        self.audit.emit(
+            AuditRecord(
+                time=datetime.now(UTC), actor_id="system:gateway", actor_kind="system", rpc="workstation-broker",
+                action=action, outcome="allowed", status_code="OK", target_kind="namespace",
+                target_namespace=namespace, target_name=namespace, on_behalf_of=principal_id,
+                message=f"first contact of {principal_id}", mutating=True,
+                policy_hash=self.policies.current.policy_hash,
+            )
+        )  # fmt: skip
+
     def query_audit(self, *, page_size: int, page_token: str, **filters: Any) -> tuple[list[str], str]:
         if self._audit_path is None:
             return [], ""

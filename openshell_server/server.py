@@ -110,7 +110,7 @@ def build_server(settings: Settings, *, max_workers: int = 16) -> RunningServer:
             broker = IdentityBroker(
                 Path(f"{socket_path}.auth"), gateway.store, gateway.minter,
                 gateway_id=settings.gateway_id, ttl_s=settings.workstation_token_ttl_seconds,
-                max_members=settings.max_members,
+                max_members=settings.max_members, audit=gateway.audit_first_contact,
             )  # fmt: skip
     except (TransportError, OSError) as exc:
         server.stop(None)

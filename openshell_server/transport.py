@@ -29,6 +29,7 @@ import socketserver
 import stat
 import struct
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,13 +287,24 @@ def personal_namespace(username: str, gateway_id: str) -> str:
     return validation.namespace_name(name, gateway_id=gateway_id)
 
 
-def first_contact(store: st.Store, principal_id: str, namespace: str, *, max_members: int = 1000) -> None:
+AuditHook = Callable[[str, str, str], None]  # (principal id, Cedar action, namespace) -> writes an event
+
+
+def _no_audit(principal_id: str, action: str, namespace: str) -> None:
+    return None
+
+
+def first_contact(
+    store: st.Store, principal_id: str, namespace: str, *, max_members: int = 1000, audit: AuditHook = _no_audit
+) -> None:
     """Make sure ``namespace`` exists for ``principal_id``, created with it as namespace admin.
 
-    A namespace of that name created by anyone else is a collision and is refused.
+    A namespace of that name created by anyone else is a collision and is refused. Each write
+    is audited inside its transaction, like a mutating RPC (no commit without its event).
     """
     try:
-        ns = store.create_namespace(namespace, created_by=principal_id, labels={"openshell.io/workstation": "true"})
+        with st.before_commit(lambda: audit(principal_id, "CreateNamespace", namespace)):
+            ns = store.create_namespace(namespace, created_by=principal_id, labels={"openshell.io/workstation": "true"})
         log.info("first contact of %s: created namespace %s", principal_id, namespace)
     except st.AlreadyExists:
         ns = store.get_namespace_by_name(namespace)
@@ -303,7 +315,8 @@ def first_contact(store: st.Store, principal_id: str, namespace: str, *, max_mem
             ) from None
         if store.list_memberships(ns.id):
             return  # members are the admins' business once the namespace has any
-    store.put_membership(ns.id, principal_id, "namespace_admin", created_by=principal_id, max_members=max_members)
+    with st.before_commit(lambda: audit(principal_id, "AddMember", namespace)):
+        store.put_membership(ns.id, principal_id, "namespace_admin", created_by=principal_id, max_members=max_members)
     facts.forget_memberships(store, principal_id)  # seen on the very next call, not after the cache TTL
 
 
@@ -319,8 +332,10 @@ class IdentityBroker:
         gateway_id: str,
         ttl_s: float,
         max_members: int = 1000,
+        audit: AuditHook = _no_audit,
     ) -> None:
         self.path = path
+        self._audit = audit
         self._store, self._minter = store, minter
         self._gateway_id, self._ttl_s, self._max_members = gateway_id, ttl_s, max_members
         broker = self
@@ -344,7 +359,7 @@ class IdentityBroker:
             raise TransportError(f"uid {uid} has no account name on this host") from None
         principal = f"unix:{username}"
         namespace = personal_namespace(username, self._gateway_id)
-        first_contact(self._store, principal, namespace, max_members=self._max_members)
+        first_contact(self._store, principal, namespace, max_members=self._max_members, audit=self._audit)
         roles = frozenset({"platform_admin"}) if uid == 0 else frozenset()
         token, expires_at = self._minter.mint_user(username, namespace, self._ttl_s, global_roles=roles)
         return BrokerGrant(token, expires_at, principal, namespace)

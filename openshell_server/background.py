@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from openshell_server import store as st
 from openshell_server.audit import AuditRecord, AuditWriteError
-from openshell_server.drivers import DriverError, SandboxSpec, reconcile
+from openshell_server.drivers import DriverError, DriverEvent, SandboxSpec, reconcile
 
 if TYPE_CHECKING:
     from openshell_server.app import Gateway
@@ -99,25 +99,27 @@ class Background:
         return marked, adopted
 
     def _watch(self) -> None:
+        """Apply the driver's phase changes to the store; survives driver and database hiccups."""
         while not self.stop_event.is_set():
             try:
                 for event in self.gw.driver.watch(self.stop_event):
                     try:
-                        if event.deleted:
-                            rec = self.gw.store.get_sandbox_by_id(event.sandbox_id)
-                            if rec.phase != "Deleting":
-                                self.gw.store.update_sandbox(
-                                    event.sandbox_id, phase="Error", message="removed by the driver"
-                                )
-                        else:
-                            self.gw.store.update_sandbox(
-                                event.sandbox_id, phase=event.phase.value, message=event.message
-                            )
+                        self._apply(event)
                     except st.NotFound:
                         continue
-            except DriverError as exc:
-                log.warning("driver watch interrupted: %s", exc)
+                    except Exception:  # noqa: BLE001 - e.g. the database restarted: next event, next try
+                        log.warning("driver event for %s not applied", event.sandbox_id, exc_info=True)
+            except Exception:  # noqa: BLE001 - the watch itself failed: restart it after a pause
+                log.warning("driver watch interrupted", exc_info=True)
             self.stop_event.wait(1.0)
+
+    def _apply(self, event: DriverEvent) -> None:
+        store = self.gw.store
+        if event.deleted:
+            if store.get_sandbox_by_id(event.sandbox_id).phase != "Deleting":
+                store.update_sandbox(event.sandbox_id, phase="Error", message="removed by the driver")
+        else:
+            store.update_sandbox(event.sandbox_id, phase=event.phase.value, message=event.message)
 
     # ------------------------------------------------------------------ lifetime reaper
     def _past_lifetime(self, now: datetime) -> list[st.SandboxRecord]:

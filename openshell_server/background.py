@@ -107,9 +107,9 @@ class Background:
                         self._apply(event)
                     except st.NotFound:
                         continue
-                    except Exception:  # noqa: BLE001 - e.g. the database restarted: next event, next try
+                    except Exception:  # e.g. the database restarted: next event, next try
                         log.warning("driver event for %s not applied", event.sandbox_id, exc_info=True)
-            except Exception:  # noqa: BLE001 - the watch itself failed: restart it after a pause
+            except Exception:  # the watch itself failed: restart it after a pause
                 log.warning("driver watch interrupted", exc_info=True)
             self.stop_event.wait(1.0)
 

@@ -105,10 +105,9 @@ def _field(request: Message, name: str) -> Any:
 
 
 def _missing(kind: str, name: str, ns_name: str) -> Denied:
-    what = "namespace" if kind == "namespace" else kind.replace("_", " ")
     if kind == "namespace":
         return Denied(grpc.StatusCode.NOT_FOUND, f'namespace "{name}" not found')
-    return Denied(grpc.StatusCode.NOT_FOUND, f'{what} "{name}" in namespace "{ns_name}" not found')
+    return Denied(grpc.StatusCode.NOT_FOUND, f'{kind.replace("_", " ")} "{name}" in namespace "{ns_name}" not found')
 
 
 def _missing_id(sandbox_id: str) -> Denied:
